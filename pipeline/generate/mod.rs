@@ -1,0 +1,1 @@
+//! Synthetic estates for tests and benchmarks.

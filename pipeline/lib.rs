@@ -1,0 +1,13 @@
+//! lastseen finds Sophos Central endpoints whose computers are retired in Active Directory and
+//! hands them to a SIEM as candidate-deletion events, with the evidence for each decision.
+//!
+//! The stages live one folder each: `inputs` reads Central pages, LDIF exports and the action
+//! log into Arrow batches, `correlate` joins them with the SQL in `queries/`, `output` turns the
+//! candidates into SIEM events, and `generate` builds synthetic estates for tests and benches.
+
+pub mod config;
+pub mod correlate;
+pub mod generate;
+pub mod inputs;
+pub mod logging;
+pub mod output;

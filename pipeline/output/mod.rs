@@ -1,0 +1,1 @@
+//! Candidate events for a SIEM, and the run summary.
