@@ -395,6 +395,10 @@ pub struct SimulateCentralArgs {
 
 /// `lastseen simulate central`: serves until interrupted.
 pub async fn run(args: SimulateCentralArgs) -> anyhow::Result<ExitCode> {
+    // Refuse a wrong address before spending time on loading an estate.
+    if !args.listen.ip().is_loopback() {
+        return Err(SimulatorError::NotLoopback(args.listen).into());
+    }
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
