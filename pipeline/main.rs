@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         }
     };
 
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, cli.quiet)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("lastseen: {error:#}");
@@ -129,7 +129,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => {
             let setup = Setup::from_arg(args.config);
@@ -140,7 +140,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 args.rejects.as_deref(),
             )
             .await?;
-            eprint!("{}", report.summary);
+            if !quiet {
+                eprint!("{}", report.summary);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sql(args) => {
@@ -160,7 +162,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
             };
             let written = lastseen::generate::write(&args.out, &options)?;
-            eprintln!("{written}");
+            if !quiet {
+                eprintln!("{written}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

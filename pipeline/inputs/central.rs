@@ -539,7 +539,7 @@ mod tests {
         assert_eq!(
             rejects[0].to_string(),
             "pages/page-1.json: item 1 of the page: field os.build: invalid type: string \
-             \"19045\", expected i64 at line 1 column 55"
+             \"19045\", expected i64 at line 1 column 60"
         );
     }
 

@@ -806,11 +806,11 @@ objectClass: organizationalUnit
 
         let groups = strings(&input.memberships, "group_dn_norm");
         let members = strings(&input.memberships, "member_dn_norm");
-        let pairs: Vec<_> = groups
+        let pairs: Vec<(String, String)> = groups
             .into_iter()
             .zip(members)
-            .map(|(g, m)| (g.unwrap(), m.unwrap()));
-        let pairs: Vec<_> = pairs.collect();
+            .map(|(g, m)| (g.unwrap(), m.unwrap()))
+            .collect();
         assert_eq!(pairs.len(), 3);
         assert!(pairs.contains(&(
             "cn=finance leads,ou=groups,dc=corp,dc=example,dc=test".into(),
