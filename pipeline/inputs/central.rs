@@ -47,8 +47,9 @@ pub fn read(sources: &[Source]) -> Result<CentralInput, InputError> {
     for source in sources {
         match source {
             Source::File(path) => collect_files(path, &mut pages, &mut manifests)?,
-            Source::Embedded { name, .. } => {
-                let file = Path::new(name).file_name().unwrap_or_default();
+            Source::Embedded { .. } | Source::Memory { .. } => {
+                let name = source.name();
+                let file = Path::new(&name).file_name().unwrap_or_default();
                 if file == MANIFEST_FILE {
                     manifests.push(source.clone());
                 } else if file != TENANTS_FILE {
@@ -84,6 +85,26 @@ pub fn read(sources: &[Source]) -> Result<CentralInput, InputError> {
         input.records += part.records;
     }
     Ok(input)
+}
+
+/// Endpoint items that arrive one by one (from Kafka, say) rather than in page files: each
+/// item is the JSON of one endpoint, with the tenant to assume when it names none. `origin`
+/// stands in for the file name in rejects.
+pub fn read_items<'a>(
+    origin: &str,
+    items: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> CentralInput {
+    let mut reader = PageReader::default();
+    for (index, (item, tenant)) in items.into_iter().enumerate() {
+        reader.read_item(origin, &format!("item {}", index + 1), item, tenant);
+    }
+    let part = reader.finish();
+    CentralInput {
+        endpoints: part.endpoints,
+        rejects: part.rejects,
+        files: 0,
+        records: part.records,
+    }
 }
 
 fn collect_files(
@@ -131,6 +152,7 @@ fn folder_of(source: &Source) -> Option<PathBuf> {
     match source {
         Source::File(path) => path.parent().map(Path::to_owned),
         Source::Embedded { name, .. } => Path::new(name).parent().map(Path::to_owned),
+        Source::Memory { name, .. } => Path::new(name).parent().map(Path::to_owned),
     }
 }
 
@@ -294,35 +316,40 @@ impl PageReader {
         };
 
         for (index, item) in page.items.iter().enumerate() {
-            self.records += 1;
-            match parse_item(item.get()) {
-                Ok((endpoint, last_seen_at)) => {
-                    let columns = self.columns.get_or_insert_with(EndpointColumns::default);
-                    columns.append(&endpoint, last_seen_at, folder_tenant);
-                    if columns.len() >= BATCH_ROWS {
-                        self.flush();
-                    }
+            let record = format!("item {} of the page", index + 1);
+            self.read_item(&file, &record, item.get(), folder_tenant);
+        }
+    }
+
+    fn read_item(&mut self, file: &str, record: &str, item: &str, folder_tenant: Option<&str>) {
+        self.records += 1;
+        match parse_item(item) {
+            Ok((endpoint, last_seen_at)) => {
+                let columns = self.columns.get_or_insert_with(EndpointColumns::default);
+                columns.append(&endpoint, last_seen_at, folder_tenant);
+                if columns.len() >= BATCH_ROWS {
+                    self.flush();
                 }
-                Err((field, problem)) => {
-                    let identity: Option<Identity> = serde_json::from_str(item.get()).ok();
-                    let id_of = |value: Option<&serde_json::Value>| {
-                        value.and_then(serde_json::Value::as_str).map(str::to_owned)
-                    };
-                    let tenant_id = identity
-                        .as_ref()
-                        .and_then(|identity| id_of(identity.tenant.as_ref()?.get("id")))
-                        .or_else(|| folder_tenant.map(str::to_owned));
-                    self.rejects.push(Reject {
-                        input: InputKind::Central,
-                        file: file.clone(),
-                        record: format!("item {} of the page", index + 1),
-                        field,
-                        problem,
-                        tenant_id,
-                        endpoint_id: identity.and_then(|identity| id_of(identity.id.as_ref())),
-                        raw: Some(item.get().to_owned()),
-                    });
-                }
+            }
+            Err((field, problem)) => {
+                let identity: Option<Identity> = serde_json::from_str(item).ok();
+                let id_of = |value: Option<&serde_json::Value>| {
+                    value.and_then(serde_json::Value::as_str).map(str::to_owned)
+                };
+                let tenant_id = identity
+                    .as_ref()
+                    .and_then(|identity| id_of(identity.tenant.as_ref()?.get("id")))
+                    .or_else(|| folder_tenant.map(str::to_owned));
+                self.rejects.push(Reject {
+                    input: InputKind::Central,
+                    file: file.to_owned(),
+                    record: record.to_owned(),
+                    field,
+                    problem,
+                    tenant_id,
+                    endpoint_id: identity.and_then(|identity| id_of(identity.id.as_ref())),
+                    raw: Some(item.to_owned()),
+                });
             }
         }
     }

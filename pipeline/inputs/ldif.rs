@@ -64,6 +64,7 @@ fn read_source(source: &Source, input: &mut DirectoryInput) -> Result<(), InputE
             },
         )?),
         Source::Embedded { bytes, .. } => Box::new(*bytes),
+        Source::Memory { bytes, .. } => Box::new(std::io::Cursor::new(bytes.clone())),
     };
 
     let mut blocks = Blocks::new(reader);

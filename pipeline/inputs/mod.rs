@@ -19,14 +19,19 @@ use std::sync::Arc;
 use arrow::array::{RecordBatch, StringBuilder};
 use serde::Serialize;
 
-/// Where the bytes of an input come from: a file on disk, or a file built into the binary (the
-/// demo estate).
+/// Where the bytes of an input come from: a file on disk, a file built into the binary (the
+/// demo estate), or memory.
 #[derive(Debug, Clone)]
 pub enum Source {
     File(PathBuf),
     Embedded {
         name: &'static str,
         bytes: &'static [u8],
+    },
+    /// Bytes assembled in memory, such as state rebuilt from a Kafka topic.
+    Memory {
+        name: String,
+        bytes: Arc<[u8]>,
     },
 }
 
@@ -36,6 +41,7 @@ impl Source {
         match self {
             Source::File(path) => path.display().to_string(),
             Source::Embedded { name, .. } => (*name).to_owned(),
+            Source::Memory { name, .. } => name.clone(),
         }
     }
 
@@ -48,6 +54,7 @@ impl Source {
                 source,
             }),
             Source::Embedded { bytes, .. } => Ok(bytes.to_vec()),
+            Source::Memory { bytes, .. } => Ok(bytes.to_vec()),
         }
     }
 
@@ -56,6 +63,7 @@ impl Source {
         let name = match self {
             Source::File(path) => path.as_path(),
             Source::Embedded { name, .. } => Path::new(*name),
+            Source::Memory { name, .. } => Path::new(name),
         };
         let parent = name.parent()?.file_name()?;
         Some(parent.to_string_lossy().into_owned())
