@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use lastseen::run::{self, Setup};
 
 /// Finds Sophos Central endpoints whose computers are retired in Active Directory, and emits
 /// candidate-deletion events for a SIEM with the evidence behind each decision.
@@ -152,7 +153,7 @@ fn main() -> ExitCode {
         }
     };
 
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, cli.quiet)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("lastseen: {error:#}");
@@ -161,11 +162,44 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run(args) => todo_stage(args.config, args.as_of, args.rejects, args.output).await,
-        Command::Sql(args) => todo_stage(args.config, args.as_of, None, None).await,
-        Command::Generate(_args) => Ok(ExitCode::SUCCESS),
+        Command::Run(args) => {
+            let setup = Setup::from_arg(args.config);
+            let report = run::run(
+                &setup,
+                args.as_of,
+                args.output.as_deref(),
+                args.rejects.as_deref(),
+            )
+            .await?;
+            if !quiet {
+                eprint!("{}", report.summary);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sql(args) => {
+            let setup = Setup::from_arg(args.config);
+            let correlation = run::correlate(&setup, args.as_of).await?;
+            let text = match args.query {
+                Some(query) => query,
+                None => std::io::read_to_string(std::io::stdin())?,
+            };
+            lastseen::sql::print(&correlation.ctx, &text).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(args) => {
+            let options = lastseen::generate::Options {
+                endpoints: args.endpoints,
+                tenants: args.tenants,
+                seed: args.seed,
+            };
+            let written = lastseen::generate::write(&args.out, &options)?;
+            if !quiet {
+                eprintln!("{written}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Collect {
             source: CollectSource::Central(args),
         } => lastseen::central::collect::run(args).await,
@@ -173,13 +207,4 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             service: SimulateService::Central(args),
         } => lastseen::central::simulator::run(*args).await,
     }
-}
-
-async fn todo_stage(
-    _config: Option<PathBuf>,
-    _as_of: Option<DateTime<Utc>>,
-    _rejects: Option<PathBuf>,
-    _output: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
-    Ok(ExitCode::SUCCESS)
 }

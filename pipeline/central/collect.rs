@@ -696,17 +696,39 @@ mod tests {
             serde_json::from_str(include_str!("../../schemas/central-manifest.schema.json"))
                 .unwrap();
         let properties: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
-        let required: Vec<&str> =
-            schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
 
-        let failed = TenantOutcome { pages: 0, endpoints: 0, error: Some("HTTP 403".into()) };
-        let complete = TenantOutcome { pages: 2, endpoints: 700, error: None };
+        let failed = TenantOutcome {
+            pages: 0,
+            endpoints: 0,
+            error: Some("HTTP 403".into()),
+        };
+        let complete = TenantOutcome {
+            pages: 2,
+            endpoints: 700,
+            error: None,
+        };
         for outcome in [failed, complete] {
             let manifest = serde_json::to_value(Manifest::new(&snapshot("t"), &outcome)).unwrap();
             let fields = manifest.as_object().unwrap();
-            assert!(fields.keys().all(|key| properties.contains(&key)), "{manifest}");
-            assert!(required.iter().all(|key| fields.contains_key(*key)), "{manifest}");
-            assert_eq!(fields.contains_key("error"), manifest["complete"] == false, "{manifest}");
+            assert!(
+                fields.keys().all(|key| properties.contains(&key)),
+                "{manifest}"
+            );
+            assert!(
+                required.iter().all(|key| fields.contains_key(*key)),
+                "{manifest}"
+            );
+            assert_eq!(
+                fields.contains_key("error"),
+                manifest["complete"] == false,
+                "{manifest}"
+            );
             assert!(manifest["collected_at"].as_str().unwrap().ends_with('Z'));
         }
     }
