@@ -20,7 +20,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::CentralConfig;
 use super::client::{CentralClient, CentralError, EndpointPage, EndpointQuery, TenantTarget};
@@ -506,7 +506,7 @@ async fn collect_tenant<S: PageSink>(
 
     sink.end(snapshot, &outcome).await?;
     if outcome.error.is_none() {
-        info!(
+        debug!(
             tenant = %snapshot.tenant_id,
             pages = outcome.pages,
             endpoints = outcome.endpoints,
