@@ -150,7 +150,13 @@ async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
             let correlation = run::correlate(&setup, args.as_of).await?;
             let text = match args.query {
                 Some(query) => query,
-                None => std::io::read_to_string(std::io::stdin())?,
+                None => {
+                    use std::io::IsTerminal;
+                    if std::io::stdin().is_terminal() {
+                        eprintln!("Reading SQL from standard input; end it with Ctrl-D.");
+                    }
+                    std::io::read_to_string(std::io::stdin())?
+                }
             };
             lastseen::sql::print(&correlation.ctx, &text).await?;
             Ok(ExitCode::SUCCESS)
