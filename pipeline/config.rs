@@ -27,6 +27,10 @@ pub struct Config {
     #[serde(default)]
     pub output: Output,
 
+    /// How `collect central` reaches Sophos Central, and where it writes.
+    #[serde(default)]
+    pub central: Option<crate::central::CentralConfig>,
+
     /// Evaluate as of this instant instead of now. Fixtures and replays pin it so that their
     /// results do not drift as days pass; `--as-of` overrides it.
     #[serde(default)]
@@ -188,11 +192,18 @@ impl Config {
         self.inputs.ldif.iter_mut().for_each(resolve);
         self.inputs.actions.iter_mut().for_each(resolve);
         resolve(&mut self.output.path);
+        if let Some(central) = &mut self.central {
+            central.resolve_paths(&resolve);
+        }
     }
 
     /// Catches what TOML types alone cannot: DNs that do not parse, a tenant given to two
     /// domains, a domain named twice.
     fn check(&self) -> Result<(), String> {
+        if let Some(central) = &self.central {
+            central.check()?;
+        }
+
         for dn in self
             .policy
             .disabled_ous
