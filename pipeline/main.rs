@@ -50,6 +50,22 @@ enum Command {
     /// duplicate hostnames, OS build mismatches, FQDN and over-long NetBIOS names, actions. The
     /// same seed always gives the same files.
     Generate(GenerateArgs),
+
+    /// Read a source system into the files `run` reads, or into change records.
+    Collect {
+        #[command(subcommand)]
+        source: CollectSource,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CollectSource {
+    /// Read computers, and the users and groups behind VIP groups, from Active Directory.
+    ///
+    /// Over LDAPS or StartTLS with a verified certificate and a simple bind, with paged
+    /// searches. Writes LDIF for `run`, or with --changes JSON change records, incremental by
+    /// uSNChanged when ad.state_file is set.
+    Ad(lastseen::ad::CollectArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,7 +124,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     lastseen::logging::init(cli.verbose, cli.quiet);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("lastseen: cannot start the async runtime: {error}");
@@ -127,11 +146,15 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run(args) => {
-            todo_stage(args.config, args.as_of, args.rejects, args.output).await
-        }
+        Command::Run(args) => todo_stage(args.config, args.as_of, args.rejects, args.output).await,
         Command::Sql(args) => todo_stage(args.config, args.as_of, None, None).await,
         Command::Generate(_args) => Ok(ExitCode::SUCCESS),
+        Command::Collect {
+            source: CollectSource::Ad(args),
+        } => {
+            lastseen::ad::run_collect(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
