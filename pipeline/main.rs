@@ -124,10 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     lastseen::logging::init(cli.verbose, cli.quiet);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("lastseen: cannot start the async runtime: {error}");
@@ -146,12 +143,12 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run(args) => todo_stage(args.config, args.as_of, args.rejects, args.output).await,
+        Command::Run(args) => {
+            todo_stage(args.config, args.as_of, args.rejects, args.output).await
+        }
         Command::Sql(args) => todo_stage(args.config, args.as_of, None, None).await,
         Command::Generate(_args) => Ok(ExitCode::SUCCESS),
-        Command::Collect {
-            source: CollectSource::Ad(args),
-        } => {
+        Command::Collect { source: CollectSource::Ad(args) } => {
             lastseen::ad::run_collect(args).await?;
             Ok(ExitCode::SUCCESS)
         }

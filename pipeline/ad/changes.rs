@@ -75,10 +75,7 @@ fn attribute_map(object: &AdObject) -> BTreeMap<String, Vec<String>> {
         let texts: Option<Vec<String>> = if is_binary(name) {
             None
         } else {
-            values
-                .iter()
-                .map(|value| String::from_utf8(value.clone()).ok())
-                .collect()
+            values.iter().map(|value| String::from_utf8(value.clone()).ok()).collect()
         };
         match texts {
             Some(texts) => map.insert(name.clone(), texts),
@@ -128,12 +125,8 @@ mod tests {
     #[test]
     fn delete_has_no_attributes_and_reads_back() {
         let guid = Uuid::from_u128(7);
-        let record = ChangeRecord::delete(
-            ObjectKind::User,
-            guid,
-            "CN=Bob,OU=People,DC=corp,DC=test",
-            4200,
-        );
+        let record =
+            ChangeRecord::delete(ObjectKind::User, guid, "CN=Bob,OU=People,DC=corp,DC=test", 4200);
         let mut out = Vec::new();
         write_records(&mut out, std::slice::from_ref(&record)).unwrap();
         let text = String::from_utf8(out).unwrap();

@@ -110,10 +110,7 @@ mod tests {
             &[
                 ("objectClass", &[b"top", b"computer"]),
                 ("objectGUID", &[guid]),
-                (
-                    "managedBy",
-                    &[b"CN=VIP-Board,OU=Groups,OU=Estate,DC=corp,DC=example,DC=test"],
-                ),
+                ("managedBy", &[b"CN=VIP-Board,OU=Groups,OU=Estate,DC=corp,DC=example,DC=test"]),
             ],
         );
         assert_eq!(
@@ -132,17 +129,7 @@ mod tests {
         let entry = object(
             "CN=Jérôme,DC=t",
             &[
-                (
-                    "cn",
-                    &[
-                        b"WS-9\nDEL:x",
-                        b" lead",
-                        b"trail ",
-                        b":colon",
-                        b"<angle",
-                        b"",
-                    ],
-                ),
+                ("cn", &[b"WS-9\nDEL:x", b" lead", b"trail ", b":colon", b"<angle", b""]),
                 ("objectSid", &[b"printable-but-binary"]),
             ],
         );
