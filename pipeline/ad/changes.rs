@@ -138,4 +138,67 @@ mod tests {
         let back: ChangeRecord = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(back, record);
     }
+
+    /// The schema's constraints, checked by hand on records the code produces, so that the
+    /// documented form and the written one cannot drift apart.
+    fn conforms(record: &ChangeRecord) -> Result<(), String> {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schemas/ad-change.schema.json")).unwrap();
+        let properties = schema["properties"].as_object().unwrap();
+        let value = serde_json::to_value(record).unwrap();
+        let object = value.as_object().unwrap();
+
+        for required in schema["required"].as_array().unwrap() {
+            let name = required.as_str().unwrap();
+            object.get(name).ok_or(format!("{name} is missing"))?;
+        }
+        for (name, field) in object {
+            let property = properties.get(name).ok_or(format!("{name} is not in the schema"))?;
+            if let Some(allowed) = property["enum"].as_array() {
+                allowed.contains(field).then_some(()).ok_or(format!("{name}={field}"))?;
+            }
+        }
+
+        let guid = object["object_guid"].as_str().unwrap();
+        let hex_and_hyphens = guid.chars().all(|c| c == '-' || c.is_ascii_hexdigit());
+        (guid.len() == 36 && hex_and_hyphens && guid == guid.to_lowercase())
+            .then_some(())
+            .ok_or("object_guid is not a lower-case UUID")?;
+
+        match (object["op"].as_str(), object.get("attributes")) {
+            (Some("upsert"), Some(attributes)) => {
+                for (name, values) in attributes.as_object().unwrap() {
+                    let values = values.as_array().ok_or(format!("{name} is not an array"))?;
+                    (!values.is_empty() && values.iter().all(serde_json::Value::is_string))
+                        .then_some(())
+                        .ok_or(format!("{name} must be a non-empty array of strings"))?;
+                }
+                Ok(())
+            }
+            (Some("delete"), None) => Ok(()),
+            _ => Err("attributes must come with upserts and only with them".into()),
+        }
+    }
+
+    #[test]
+    fn records_conform_to_the_schema() {
+        let object = AdObject {
+            kind: ObjectKind::Group,
+            dn: "CN=VIP,OU=Groups,DC=corp,DC=test".into(),
+            object_guid: "E98A2843-79D1-4191-8545-A15DB6B7606A".parse().unwrap(),
+            usn_changed: 12,
+            is_deleted: false,
+            attributes: vec![
+                ("member".into(), vec![b"CN=a,DC=corp,DC=test".to_vec()]),
+                ("objectSid".into(), vec![vec![1, 5, 0, 0]]),
+            ],
+        };
+        conforms(&ChangeRecord::upsert(&object)).unwrap();
+        let delete = ChangeRecord::delete(ObjectKind::Computer, object.object_guid, &object.dn, 1);
+        conforms(&delete).unwrap();
+
+        let mut broken = delete.clone();
+        broken.attributes = Some(BTreeMap::new());
+        assert!(conforms(&broken).is_err());
+    }
 }
