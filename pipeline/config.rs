@@ -129,7 +129,9 @@ pub struct Output {
 
 impl Default for Output {
     fn default() -> Self {
-        Output { path: default_output_path() }
+        Output {
+            path: default_output_path(),
+        }
     }
 }
 
@@ -141,7 +143,10 @@ fn default_output_path() -> PathBuf {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -153,8 +158,10 @@ pub enum ConfigError {
 impl Config {
     /// Reads and checks a config file, resolving its relative paths against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, path, base)
     }
@@ -167,7 +174,10 @@ impl Config {
         })?;
 
         config.resolve_paths(base);
-        config.check().map_err(|message| ConfigError::Invalid { path: name.to_owned(), message })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: name.to_owned(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -188,8 +198,15 @@ impl Config {
     /// Catches what TOML types alone cannot: DNs that do not parse, a tenant given to two
     /// domains, a domain named twice.
     fn check(&self) -> Result<(), String> {
-        self.ad.as_ref().map_or(Ok(()), crate::ad::AdConfig::check)?;
-        for dn in self.policy.disabled_ous.iter().chain(&self.policy.vip_groups) {
+        self.ad
+            .as_ref()
+            .map_or(Ok(()), crate::ad::AdConfig::check)?;
+        for dn in self
+            .policy
+            .disabled_ous
+            .iter()
+            .chain(&self.policy.vip_groups)
+        {
             crate::inputs::dn::normalize(dn)
                 .map_err(|problem| format!("policy: DN {dn:?} does not parse: {problem}"))?;
         }
@@ -209,7 +226,11 @@ impl Config {
             }
         }
 
-        let mut names: Vec<_> = self.domains.iter().map(|d| d.dns.to_ascii_lowercase()).collect();
+        let mut names: Vec<_> = self
+            .domains
+            .iter()
+            .map(|d| d.dns.to_ascii_lowercase())
+            .collect();
         names.sort();
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(format!("domains: {} is listed twice", pair[0]));
@@ -243,7 +264,10 @@ mod tests {
         assert_eq!(config.inputs.central[0], Path::new("/data/central"));
         assert_eq!(config.inputs.central[1], Path::new("/abs/pages"));
         assert_eq!(config.inputs.ldif[0], Path::new("/data/ad/corp.ldif"));
-        assert_eq!(config.inputs.actions.as_deref(), Some(Path::new("/data/actions.jsonl")));
+        assert_eq!(
+            config.inputs.actions.as_deref(),
+            Some(Path::new("/data/actions.jsonl"))
+        );
         assert_eq!(config.output.path, Path::new("/data/out/candidates.jsonl"));
     }
 
@@ -257,14 +281,18 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let error = parse("[policy]\nmin_inactve_days = 3\n").unwrap_err().to_string();
+        let error = parse("[policy]\nmin_inactve_days = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("test.toml"), "{error}");
         assert!(error.contains("min_inactve_days"), "{error}");
     }
 
     #[test]
     fn unknown_policy_value_is_named() {
-        let error = parse("[policy]\nunknown_os_build = \"delete\"\n").unwrap_err().to_string();
+        let error = parse("[policy]\nunknown_os_build = \"delete\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown variant `delete`"), "{error}");
     }
 
@@ -282,7 +310,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(error.contains("tenant T1 is given to both a.test and b.test"), "{error}");
+        assert!(
+            error.contains("tenant T1 is given to both a.test and b.test"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@
 pub mod ad;
 pub mod config;
 pub mod correlate;
+pub mod demo;
 pub mod generate;
 pub mod inputs;
 pub mod logging;
 pub mod output;
+pub mod run;
+pub mod sql;

@@ -1,6 +1,8 @@
 //! Log setup shared by every command: human-readable lines on standard error, so that standard
 //! output stays clean for candidate events.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `LASTSEEN_LOG` (an `EnvFilter` directive such as
@@ -19,6 +21,7 @@ pub fn init(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

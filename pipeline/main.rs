@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use lastseen::run::{self, Setup};
 
 /// Finds Sophos Central endpoints whose computers are retired in Active Directory, and emits
 /// candidate-deletion events for a SIEM with the evidence behind each decision.
@@ -124,7 +125,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     lastseen::logging::init(cli.verbose, cli.quiet);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("lastseen: cannot start the async runtime: {error}");
@@ -132,7 +136,7 @@ fn main() -> ExitCode {
         }
     };
 
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, cli.quiet)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("lastseen: {error:#}");
@@ -141,25 +145,49 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => {
-            todo_stage(args.config, args.as_of, args.rejects, args.output).await
+            let setup = Setup::from_arg(args.config);
+            let report = run::run(
+                &setup,
+                args.as_of,
+                args.output.as_deref(),
+                args.rejects.as_deref(),
+            )
+            .await?;
+            if !quiet {
+                eprint!("{}", report.summary);
+            }
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Sql(args) => todo_stage(args.config, args.as_of, None, None).await,
-        Command::Generate(_args) => Ok(ExitCode::SUCCESS),
-        Command::Collect { source: CollectSource::Ad(args) } => {
+        Command::Sql(args) => {
+            let setup = Setup::from_arg(args.config);
+            let correlation = run::correlate(&setup, args.as_of).await?;
+            let text = match args.query {
+                Some(query) => query,
+                None => std::io::read_to_string(std::io::stdin())?,
+            };
+            lastseen::sql::print(&correlation.ctx, &text).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(args) => {
+            let options = lastseen::generate::Options {
+                endpoints: args.endpoints,
+                tenants: args.tenants,
+                seed: args.seed,
+            };
+            let written = lastseen::generate::write(&args.out, &options)?;
+            if !quiet {
+                eprintln!("{written}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Collect {
+            source: CollectSource::Ad(args),
+        } => {
             lastseen::ad::run_collect(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-async fn todo_stage(
-    _config: Option<PathBuf>,
-    _as_of: Option<DateTime<Utc>>,
-    _rejects: Option<PathBuf>,
-    _output: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
-    Ok(ExitCode::SUCCESS)
 }

@@ -28,9 +28,15 @@ async fn start_relay(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
 
     tokio::spawn(async move {
         loop {
-            let Ok((client, _)) = listener.accept().await else { return };
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
             let index = counter.fetch_add(1, Ordering::SeqCst);
-            let limit = if index == 0 { Some(FIRST_CONNECTION_BYTES) } else { None };
+            let limit = if index == 0 {
+                Some(FIRST_CONNECTION_BYTES)
+            } else {
+                None
+            };
             tokio::spawn(relay(client, upstream, limit));
         }
     });
@@ -38,7 +44,9 @@ async fn start_relay(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 async fn relay(client: TcpStream, upstream: SocketAddr, limit: Option<usize>) {
-    let Ok(server) = TcpStream::connect(upstream).await else { return };
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
 
@@ -67,18 +75,22 @@ async fn relay(client: TcpStream, upstream: SocketAddr, limit: Option<usize>) {
 async fn a_dropped_connection_is_retried() {
     let dc = TestDc::from_env();
     let direct = dc.ad_config(&[ESTATE], "page_size = 2");
-    let expected =
-        collect_snapshot(&direct, &[VIP_GROUP.to_owned()], &ProgressBar::hidden()).await.unwrap();
+    let expected = collect_snapshot(&direct, &[VIP_GROUP.to_owned()], &ProgressBar::hidden())
+        .await
+        .unwrap();
 
     let upstream: SocketAddr = "127.0.0.1:636".parse().unwrap();
     let (relay, accepted) = start_relay(upstream).await;
     let mut through_relay = direct.clone();
     through_relay.url = format!("ldaps://127.0.0.1:{}", relay.port());
 
-    let snapshot =
-        collect_snapshot(&through_relay, &[VIP_GROUP.to_owned()], &ProgressBar::hidden())
-            .await
-            .unwrap();
+    let snapshot = collect_snapshot(
+        &through_relay,
+        &[VIP_GROUP.to_owned()],
+        &ProgressBar::hidden(),
+    )
+    .await
+    .unwrap();
     assert_eq!(snapshot.stats.retries, 1);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
     assert_eq!(snapshot.objects, expected.objects);
@@ -91,13 +103,24 @@ async fn a_controller_that_stays_away_fails_after_the_retries() {
     let mut config = dc.ad_config(&[ESTATE], "retries = 1\nconnect_timeout_secs = 2");
 
     // A port nobody listens on: bind one, note it, close it.
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     config.url = format!("ldaps://127.0.0.1:{port}");
 
     let started = std::time::Instant::now();
-    let error = collect_snapshot(&config, &[], &ProgressBar::hidden()).await.unwrap_err();
+    let error = collect_snapshot(&config, &[], &ProgressBar::hidden())
+        .await
+        .unwrap_err();
     assert!(matches!(error, AdError::Connect { .. }), "{error:?}");
-    assert!(error.to_string().contains(&format!("cannot connect to ldaps://127.0.0.1:{port}")));
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("cannot connect to ldaps://127.0.0.1:{port}"))
+    );
     // One retry after the first one-second backoff.
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
 }

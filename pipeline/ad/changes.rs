@@ -75,7 +75,10 @@ fn attribute_map(object: &AdObject) -> BTreeMap<String, Vec<String>> {
         let texts: Option<Vec<String>> = if is_binary(name) {
             None
         } else {
-            values.iter().map(|value| String::from_utf8(value.clone()).ok()).collect()
+            values
+                .iter()
+                .map(|value| String::from_utf8(value.clone()).ok())
+                .collect()
         };
         match texts {
             Some(texts) => map.insert(name.clone(), texts),
@@ -125,8 +128,12 @@ mod tests {
     #[test]
     fn delete_has_no_attributes_and_reads_back() {
         let guid = Uuid::from_u128(7);
-        let record =
-            ChangeRecord::delete(ObjectKind::User, guid, "CN=Bob,OU=People,DC=corp,DC=test", 4200);
+        let record = ChangeRecord::delete(
+            ObjectKind::User,
+            guid,
+            "CN=Bob,OU=People,DC=corp,DC=test",
+            4200,
+        );
         let mut out = Vec::new();
         write_records(&mut out, std::slice::from_ref(&record)).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -153,9 +160,14 @@ mod tests {
             object.get(name).ok_or(format!("{name} is missing"))?;
         }
         for (name, field) in object {
-            let property = properties.get(name).ok_or(format!("{name} is not in the schema"))?;
+            let property = properties
+                .get(name)
+                .ok_or(format!("{name} is not in the schema"))?;
             if let Some(allowed) = property["enum"].as_array() {
-                allowed.contains(field).then_some(()).ok_or(format!("{name}={field}"))?;
+                allowed
+                    .contains(field)
+                    .then_some(())
+                    .ok_or(format!("{name}={field}"))?;
             }
         }
 

@@ -83,7 +83,10 @@ impl CollectStats {
     }
 
     pub fn undecodable(&self) -> usize {
-        self.searches.iter().map(|(_, stats)| stats.undecodable).sum()
+        self.searches
+            .iter()
+            .map(|(_, stats)| stats.undecodable)
+            .sum()
     }
 }
 
@@ -131,8 +134,12 @@ pub async fn run_collect(args: CollectArgs) -> Result<(), AdError> {
         progress.finish_and_clear();
 
         let mut text = Vec::new();
-        super::changes::write_records(&mut text, &changes.records)
-            .map_err(|source| AdError::Output { path: path.clone(), source })?;
+        super::changes::write_records(&mut text, &changes.records).map_err(|source| {
+            AdError::Output {
+                path: path.clone(),
+                source,
+            }
+        })?;
         write_output(path, &text)?;
         // Saved only after the records are out: a crash in between repeats them next time,
         // which upserts and deletes keyed by objectGUID tolerate.
@@ -158,8 +165,10 @@ pub async fn run_collect(args: CollectArgs) -> Result<(), AdError> {
 
     let mut text = Vec::new();
     for object in &snapshot.objects {
-        super::ldif::write_entry(&mut text, object)
-            .map_err(|source| AdError::Output { path: out.clone(), source })?;
+        super::ldif::write_entry(&mut text, object).map_err(|source| AdError::Output {
+            path: out.clone(),
+            source,
+        })?;
     }
     write_output(&out, &text)?;
     log_snapshot(&snapshot, &out);
@@ -175,14 +184,28 @@ pub async fn collect_snapshot(
     let password = &load_password(config)?;
     with_retries(config, |retries| async move {
         let mut connection = connect(config, password).await?;
-        let mut stats = CollectStats { retries, ..CollectStats::default() };
+        let mut stats = CollectStats {
+            retries,
+            ..CollectStats::default()
+        };
         let dc = read_dc(&mut connection, config, &mut stats).await?;
         check_scope(config, &dc)?;
 
-        let objects =
-            read_everything(&mut connection, config, vip_groups, &dc, &mut stats, progress).await?;
+        let objects = read_everything(
+            &mut connection,
+            config,
+            vip_groups,
+            &dc,
+            &mut stats,
+            progress,
+        )
+        .await?;
         connection.close().await;
-        Ok(Snapshot { dc, objects: sorted(objects), stats })
+        Ok(Snapshot {
+            dc,
+            objects: sorted(objects),
+            stats,
+        })
     })
     .await
 }
@@ -199,22 +222,47 @@ pub async fn collect_changes(
     let state = &state;
     with_retries(config, |retries| async move {
         let mut connection = connect(config, password).await?;
-        let mut stats = CollectStats { retries, ..CollectStats::default() };
+        let mut stats = CollectStats {
+            retries,
+            ..CollectStats::default()
+        };
         let dc = read_dc(&mut connection, config, &mut stats).await?;
         check_scope(config, &dc)?;
 
         let reason = resync_reason(state.as_ref(), &dc, config, vip_groups, force_full);
         let change_set = match (reason, state) {
             (None, Some(previous)) => {
-                incremental(&mut connection, config, vip_groups, &dc, previous, stats, progress)
-                    .await?
+                incremental(
+                    &mut connection,
+                    config,
+                    vip_groups,
+                    &dc,
+                    previous,
+                    stats,
+                    progress,
+                )
+                .await?
             }
             (reason, previous) => {
                 let reason = reason.unwrap_or_else(|| "no state".into());
-                let objects =
-                    read_everything(&mut connection, config, vip_groups, &dc, &mut stats, progress)
-                        .await?;
-                full_change_set(config, vip_groups, &dc, previous.as_ref(), objects, reason, stats)
+                let objects = read_everything(
+                    &mut connection,
+                    config,
+                    vip_groups,
+                    &dc,
+                    &mut stats,
+                    progress,
+                )
+                .await?;
+                full_change_set(
+                    config,
+                    vip_groups,
+                    &dc,
+                    previous.as_ref(),
+                    objects,
+                    reason,
+                    stats,
+                )
             }
         };
         connection.close().await;
@@ -237,9 +285,15 @@ fn resync_reason(
     if force_full {
         Some("--full was given".into())
     } else if state.version != STATE_VERSION {
-        Some(format!("the state file has version {}, not {STATE_VERSION}", state.version))
+        Some(format!(
+            "the state file has version {}, not {STATE_VERSION}",
+            state.version
+        ))
     } else if state.dc != dc.ds_service_name {
-        Some(format!("the state is from controller {}, not {}", state.dc, dc.ds_service_name))
+        Some(format!(
+            "the state is from controller {}, not {}",
+            state.dc, dc.ds_service_name
+        ))
     } else if state.invocation_id != dc.invocation_id {
         Some(format!(
             "controller {} has a new invocationId ({} instead of {}), as after a restore",
@@ -286,25 +340,42 @@ async fn read_dc(
     config: &AdConfig,
     stats: &mut CollectStats,
 ) -> Result<DcIdentity, AdError> {
-    const ROOT_DSE: &[&str] =
-        &["dsServiceName", "dnsHostName", "highestCommittedUSN", "defaultNamingContext"];
+    const ROOT_DSE: &[&str] = &[
+        "dsServiceName",
+        "dnsHostName",
+        "highestCommittedUSN",
+        "defaultNamingContext",
+    ];
     let root = read_one(connection, config, "", ROOT_DSE, "rootDSE", stats).await?;
     let text = |name: &str| {
-        root.first_text(name).map(str::to_owned).ok_or_else(|| AdError::Search {
-            base: "rootDSE".into(),
-            detail: format!("the rootDSE has no {name}; is this an Active Directory controller?"),
-        })
+        root.first_text(name)
+            .map(str::to_owned)
+            .ok_or_else(|| AdError::Search {
+                base: "rootDSE".into(),
+                detail: format!(
+                    "the rootDSE has no {name}; is this an Active Directory controller?"
+                ),
+            })
     };
     let ds_service_name = text("dsServiceName")?;
     let dns_host_name = text("dnsHostName")?;
     let default_naming_context = text("defaultNamingContext")?;
-    let highest_committed_usn = text("highestCommittedUSN")?.parse::<u64>().map_err(|error| {
-        AdError::Search { base: "rootDSE".into(), detail: format!("highestCommittedUSN: {error}") }
-    })?;
+    let highest_committed_usn = text("highestCommittedUSN")?
+        .parse::<u64>()
+        .map_err(|error| AdError::Search {
+            base: "rootDSE".into(),
+            detail: format!("highestCommittedUSN: {error}"),
+        })?;
 
-    let settings =
-        read_one(connection, config, &ds_service_name, &["invocationId"], "NTDS Settings", stats)
-            .await?;
+    let settings = read_one(
+        connection,
+        config,
+        &ds_service_name,
+        &["invocationId"],
+        "NTDS Settings",
+        stats,
+    )
+    .await?;
     let invocation_id = match settings.values("invocationId") {
         Some([id]) => decode_guid(id),
         _ => Err("missing".into()),
@@ -345,7 +416,10 @@ async fn read_one(
         Ok(())
     });
     search.await?;
-    found.ok_or_else(|| AdError::Search { base: label.into(), detail: "nothing came back".into() })
+    found.ok_or_else(|| AdError::Search {
+        base: label.into(),
+        detail: "nothing came back".into(),
+    })
 }
 
 /// One paged search, recorded in the stats.
@@ -359,8 +433,15 @@ async fn run_search(
 ) -> Result<(), AdError> {
     let url = connection.url.clone();
     let timeout = config.operation_timeout();
-    let result =
-        paged_search(&mut connection.ldap, &url, query, config.page_size, timeout, sink).await?;
+    let result = paged_search(
+        &mut connection.ldap,
+        &url,
+        query,
+        config.page_size,
+        timeout,
+        sink,
+    )
+    .await?;
     stats.searches.push((label.to_owned(), result));
     Ok(())
 }
@@ -389,7 +470,10 @@ fn normalized(dn: &str) -> String {
 
 /// Whether canonical DN `dn` is `base` or lies below it.
 fn is_within(dn: &str, base: &str) -> bool {
-    dn == base || dn.strip_suffix(base).is_some_and(|head| head.ends_with(','))
+    dn == base
+        || dn
+            .strip_suffix(base)
+            .is_some_and(|head| head.ends_with(','))
 }
 
 /// The computer filter, with the config's extra filter ANDed in.
@@ -484,7 +568,10 @@ async fn read_vip_closure(
             ));
         }
 
-        let in_chain = format!("(memberOf:1.2.840.113556.1.4.1941:={})", ldap3::ldap_escape(vip));
+        let in_chain = format!(
+            "(memberOf:1.2.840.113556.1.4.1941:={})",
+            ldap3::ldap_escape(vip)
+        );
         let nested_groups = format!("(&(objectClass=group){in_chain})");
         let users = format!("(&(objectClass=user)(!(objectClass=computer)){in_chain})");
         for (what, filter) in [("groups in", nested_groups), ("users in", users)] {
@@ -495,12 +582,19 @@ async fn read_vip_closure(
                 attributes: ATTRIBUTES,
                 show_deleted: false,
             };
-            run_search(connection, config, &query, &format!("{what} {vip}"), stats, |entry| {
-                progress.inc(1);
-                let object = to_object(entry)?;
-                objects.insert(object.object_guid, object);
-                Ok(())
-            })
+            run_search(
+                connection,
+                config,
+                &query,
+                &format!("{what} {vip}"),
+                stats,
+                |entry| {
+                    progress.inc(1);
+                    let object = to_object(entry)?;
+                    objects.insert(object.object_guid, object);
+                    Ok(())
+                },
+            )
             .await?;
         }
     }
@@ -539,8 +633,10 @@ fn full_change_set(
     reason: String,
     stats: CollectStats,
 ) -> ChangeSet {
-    let mut records: Vec<ChangeRecord> =
-        sorted(objects.clone()).iter().map(ChangeRecord::upsert).collect();
+    let mut records: Vec<ChangeRecord> = sorted(objects.clone())
+        .iter()
+        .map(ChangeRecord::upsert)
+        .collect();
     if let Some(previous) = previous {
         for (guid, known) in &previous.objects {
             if !objects.contains_key(guid) {
@@ -554,7 +650,10 @@ fn full_change_set(
         }
     }
 
-    let known = objects.values().map(|object| (object.object_guid, known_of(object))).collect();
+    let known = objects
+        .values()
+        .map(|object| (object.object_guid, known_of(object)))
+        .collect();
     ChangeSet {
         mode: ChangeMode::Full { reason },
         records,
@@ -575,7 +674,11 @@ async fn incremental(
 ) -> Result<ChangeSet, AdError> {
     let since = previous.highest_committed_usn;
     let mut known = previous.objects.clone();
-    let bases: Vec<String> = config.base_dns.iter().map(|base| normalized(base)).collect();
+    let bases: Vec<String> = config
+        .base_dns
+        .iter()
+        .map(|base| normalized(base))
+        .collect();
     let in_scope = |dn: &str| {
         let dn = normalized(dn);
         bases.iter().any(|base| is_within(&dn, base))
@@ -592,11 +695,18 @@ async fn incremental(
         show_deleted: true,
     };
     let mut changed = Vec::new();
-    run_search(connection, config, &query, "changed computers", &mut stats, |entry| {
-        progress.inc(1);
-        changed.push(to_object(entry)?);
-        Ok(())
-    })
+    run_search(
+        connection,
+        config,
+        &query,
+        "changed computers",
+        &mut stats,
+        |entry| {
+            progress.inc(1);
+            changed.push(to_object(entry)?);
+            Ok(())
+        },
+    )
     .await?;
 
     let mut records = Vec::new();
@@ -606,7 +716,12 @@ async fn incremental(
             known.insert(guid, known_of(&object));
             records.push(ChangeRecord::upsert(&object));
         } else if let Some(gone) = known.remove(&guid) {
-            records.push(ChangeRecord::delete(gone.kind, guid, &gone.dn, object.usn_changed));
+            records.push(ChangeRecord::delete(
+                gone.kind,
+                guid,
+                &gone.dn,
+                object.usn_changed,
+            ));
         }
     }
 
@@ -629,7 +744,12 @@ async fn incremental(
         .collect();
     for guid in left {
         if let Some(gone) = known.remove(&guid) {
-            records.push(ChangeRecord::delete(gone.kind, guid, &gone.dn, dc.highest_committed_usn));
+            records.push(ChangeRecord::delete(
+                gone.kind,
+                guid,
+                &gone.dn,
+                dc.highest_committed_usn,
+            ));
         }
     }
 
@@ -643,7 +763,11 @@ async fn incremental(
 }
 
 fn known_of(object: &AdObject) -> Known {
-    Known { kind: object.kind, dn: object.dn.clone(), usn_changed: object.usn_changed }
+    Known {
+        kind: object.kind,
+        dn: object.dn.clone(),
+        usn_changed: object.usn_changed,
+    }
 }
 
 fn new_state(
@@ -686,7 +810,10 @@ fn write_output(path: &Path, bytes: &[u8]) -> Result<(), AdError> {
         return stdout
             .write_all(bytes)
             .and_then(|()| stdout.flush())
-            .map_err(|source| AdError::Output { path: path.to_owned(), source });
+            .map_err(|source| AdError::Output {
+                path: path.to_owned(),
+                source,
+            });
     }
     write_atomically(path, bytes)
 }
@@ -704,7 +831,13 @@ fn log_undecodable(stats: &CollectStats) {
 
 fn log_snapshot(snapshot: &Snapshot, out: &Path) {
     log_undecodable(&snapshot.stats);
-    let count = |kind| snapshot.objects.iter().filter(|object| object.kind == kind).count();
+    let count = |kind| {
+        snapshot
+            .objects
+            .iter()
+            .filter(|object| object.kind == kind)
+            .count()
+    };
     tracing::info!(
         dc = %snapshot.dc.dns_host_name,
         computers = count(ObjectKind::Computer),
@@ -724,7 +857,11 @@ fn log_changes(changes: &ChangeSet, out: &Path) {
         ChangeMode::Incremental { since_usn } => ("incremental".to_owned(), Some(*since_usn)),
         ChangeMode::Full { reason } => (format!("full ({reason})"), None),
     };
-    let upserts = changes.records.iter().filter(|record| record.op == Op::Upsert).count();
+    let upserts = changes
+        .records
+        .iter()
+        .filter(|record| record.op == Op::Upsert)
+        .count();
     tracing::info!(
         %mode,
         since_usn = since,
@@ -764,11 +901,20 @@ mod tests {
     #[test]
     fn within_needs_a_whole_rdn() {
         let base = normalized("OU=Estate,DC=corp,DC=test");
-        assert!(is_within(&normalized("CN=a,OU=Estate,DC=corp,DC=test"), &base));
+        assert!(is_within(
+            &normalized("CN=a,OU=Estate,DC=corp,DC=test"),
+            &base
+        ));
         assert!(is_within(&base, &base));
-        assert!(!is_within(&normalized("OU=RealEstate,DC=corp,DC=test"), &base));
+        assert!(!is_within(
+            &normalized("OU=RealEstate,DC=corp,DC=test"),
+            &base
+        ));
         // An escaped comma is part of the name, not an RDN boundary.
-        assert!(!is_within(&normalized(r"CN=a\,OU=Estate,DC=corp,DC=test"), &base));
+        assert!(!is_within(
+            &normalized(r"CN=a\,OU=Estate,DC=corp,DC=test"),
+            &base
+        ));
     }
 
     #[test]
@@ -789,25 +935,37 @@ mod tests {
         config.base_dns.push("OU=x,DC=other,DC=test".into());
         let error = check_scope(&config, &dc()).unwrap_err().to_string();
         assert!(error.contains("OU=x,DC=other,DC=test"), "{error}");
-        assert!(error.contains("not in the domain dc1.corp.test serves"), "{error}");
+        assert!(
+            error.contains("not in the domain dc1.corp.test serves"),
+            "{error}"
+        );
     }
 
     #[test]
     fn resync_reasons() {
         let config = config();
         let state = new_state(&config, &[], &dc(), BTreeMap::new());
-        assert_eq!(resync_reason(Some(&state), &dc(), &config, &[], false), None);
+        assert_eq!(
+            resync_reason(Some(&state), &dc(), &config, &[], false),
+            None
+        );
         assert_eq!(
             resync_reason(None, &dc(), &config, &[], false).as_deref(),
             Some("no state file yet")
         );
         assert!(resync_reason(Some(&state), &dc(), &config, &[], true).is_some());
 
-        let restored = DcIdentity { invocation_id: Uuid::from_u128(2), ..dc() };
+        let restored = DcIdentity {
+            invocation_id: Uuid::from_u128(2),
+            ..dc()
+        };
         let reason = resync_reason(Some(&state), &restored, &config, &[], false).unwrap();
         assert!(reason.contains("new invocationId"), "{reason}");
 
-        let other = DcIdentity { ds_service_name: "CN=NTDS Settings,CN=DC2".into(), ..dc() };
+        let other = DcIdentity {
+            ds_service_name: "CN=NTDS Settings,CN=DC2".into(),
+            ..dc()
+        };
         let reason = resync_reason(Some(&state), &other, &config, &[], false).unwrap();
         assert!(reason.contains("not CN=NTDS Settings,CN=DC2"), "{reason}");
 

@@ -130,7 +130,9 @@ fn tls_config(config: &AdConfig) -> Result<Arc<ClientConfig>, AdError> {
              can read the bind password."
         );
         let verifier = Arc::new(AcceptAnyCertificate { provider });
-        let tls = builder.dangerous().with_custom_certificate_verifier(verifier);
+        let tls = builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
         return Ok(Arc::new(tls.with_no_client_auth()));
     }
 
@@ -138,11 +140,16 @@ fn tls_config(config: &AdConfig) -> Result<Arc<ClientConfig>, AdError> {
         Some(path) => roots_from_file(path)?,
         None => system_roots(),
     };
-    Ok(Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+    Ok(Arc::new(
+        builder.with_root_certificates(roots).with_no_client_auth(),
+    ))
 }
 
 fn roots_from_file(path: &Path) -> Result<RootCertStore, AdError> {
-    let problem = |problem: String| AdError::CaFile { path: path.to_owned(), problem };
+    let problem = |problem: String| AdError::CaFile {
+        path: path.to_owned(),
+        problem,
+    };
     let bytes = std::fs::read(path).map_err(|error| problem(format!("cannot read: {error}")))?;
 
     let mut roots = RootCertStore::empty();
@@ -162,8 +169,10 @@ fn roots_from_file(path: &Path) -> Result<RootCertStore, AdError> {
 /// The usual Debian and Red Hat bundle locations; an empty store makes every certificate fail
 /// with "unknown issuer", which the error message then explains.
 fn system_roots() -> RootCertStore {
-    const BUNDLES: [&str; 2] =
-        ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
+    const BUNDLES: [&str; 2] = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ];
 
     let mut roots = RootCertStore::empty();
     for bundle in BUNDLES {
@@ -179,9 +188,14 @@ fn system_roots() -> RootCertStore {
 /// Sorts a connection failure into a certificate problem (no retry helps) or a network one.
 fn classify_connect_error(url: &str, error: LdapError) -> AdError {
     if let LdapError::Io { source } = &error
-        && let Some(tls) = source.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+        && let Some(tls) = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
-        return AdError::Tls { url: url.to_owned(), detail: tls.to_string() };
+        return AdError::Tls {
+            url: url.to_owned(),
+            detail: tls.to_string(),
+        };
     }
     match error {
         LdapError::LdapResult { result } => AdError::Tls {
@@ -191,7 +205,10 @@ fn classify_connect_error(url: &str, error: LdapError) -> AdError {
         LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_) | LdapError::DNSName { .. } => {
             AdError::Config(format!("ad.url {url:?}: {error}"))
         }
-        other => AdError::Connect { url: url.to_owned(), detail: other.to_string() },
+        other => AdError::Connect {
+            url: url.to_owned(),
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -220,7 +237,11 @@ pub fn describe_rc(rc: u32, text: &str) -> String {
         _ => "result",
     };
     let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
-    if text.is_empty() { format!("{name} (rc={rc})") } else { format!("{name} (rc={rc}): {text}") }
+    if text.is_empty() {
+        format!("{name} (rc={rc})")
+    } else {
+        format!("{name} (rc={rc}): {text}")
+    }
 }
 
 /// The `insecure_skip_verify` verifier: it accepts any certificate but still checks that the
@@ -263,7 +284,9 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -293,7 +316,10 @@ mod tests {
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
         let error = roots_from_file(&path).unwrap_err().to_string();
-        assert!(error.contains("ca.pem") && error.contains("no PEM certificate"), "{error}");
+        assert!(
+            error.contains("ca.pem") && error.contains("no PEM certificate"),
+            "{error}"
+        );
 
         let missing = dir.path().join("missing.pem");
         let error = roots_from_file(&missing).unwrap_err().to_string();

@@ -110,7 +110,10 @@ mod tests {
             &[
                 ("objectClass", &[b"top", b"computer"]),
                 ("objectGUID", &[guid]),
-                ("managedBy", &[b"CN=VIP-Board,OU=Groups,OU=Estate,DC=corp,DC=example,DC=test"]),
+                (
+                    "managedBy",
+                    &[b"CN=VIP-Board,OU=Groups,OU=Estate,DC=corp,DC=example,DC=test"],
+                ),
             ],
         );
         assert_eq!(
@@ -129,7 +132,17 @@ mod tests {
         let entry = object(
             "CN=Jérôme,DC=t",
             &[
-                ("cn", &[b"WS-9\nDEL:x", b" lead", b"trail ", b":colon", b"<angle", b""]),
+                (
+                    "cn",
+                    &[
+                        b"WS-9\nDEL:x",
+                        b" lead",
+                        b"trail ",
+                        b":colon",
+                        b"<angle",
+                        b"",
+                    ],
+                ),
                 ("objectSid", &[b"printable-but-binary"]),
             ],
         );

@@ -175,7 +175,9 @@ impl AdConfig {
                 ));
             }
             (scheme, _) => {
-                return Err(format!("ad.url scheme {scheme:?} is neither ldaps nor ldap"));
+                return Err(format!(
+                    "ad.url scheme {scheme:?} is neither ldaps nor ldap"
+                ));
             }
         }
         if url.host_str().is_none_or(str::is_empty) {
@@ -267,7 +269,10 @@ pub enum AdError {
     State { path: PathBuf, problem: String },
 
     #[error("cannot write {path}: {source}")]
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl AdError {
@@ -322,7 +327,11 @@ mod tests {
 
         bad.filter = None;
         bad.base_dns = vec!["OU=x,DC".into()];
-        assert!(bad.check().unwrap_err().starts_with("ad.base_dns: \"OU=x,DC\""));
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .starts_with("ad.base_dns: \"OU=x,DC\"")
+        );
     }
 
     #[test]
@@ -349,8 +358,14 @@ mod tests {
         ad.state_file = Some("/var/lib/lastseen/ad.json".into());
         ad.out = Some("-".into());
         ad.resolve_paths(Path::new("/etc/lastseen"));
-        assert_eq!(ad.ca_file.as_deref(), Some(Path::new("/etc/lastseen/tls/ca.pem")));
-        assert_eq!(ad.state_file.as_deref(), Some(Path::new("/var/lib/lastseen/ad.json")));
+        assert_eq!(
+            ad.ca_file.as_deref(),
+            Some(Path::new("/etc/lastseen/tls/ca.pem"))
+        );
+        assert_eq!(
+            ad.state_file.as_deref(),
+            Some(Path::new("/var/lib/lastseen/ad.json"))
+        );
         assert_eq!(ad.out.as_deref(), Some(Path::new("-")));
     }
 }

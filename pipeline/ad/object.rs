@@ -35,7 +35,9 @@ pub const BINARY_ATTRIBUTES: &[&str] = &["objectGUID", "objectSid"];
 
 /// Whether `name` is one of [`BINARY_ATTRIBUTES`].
 pub fn is_binary(name: &str) -> bool {
-    BINARY_ATTRIBUTES.iter().any(|binary| binary.eq_ignore_ascii_case(name))
+    BINARY_ATTRIBUTES
+        .iter()
+        .any(|binary| binary.eq_ignore_ascii_case(name))
 }
 
 /// What an object is, from its `objectClass` values. A computer is also a user in AD's schema,
@@ -79,8 +81,11 @@ impl AdObject {
     /// order it by.
     pub fn from_entry(entry: RawEntry) -> Result<AdObject, String> {
         let classes = entry.values("objectClass").unwrap_or_default();
-        let has_class =
-            |class: &str| classes.iter().any(|value| value.eq_ignore_ascii_case(class.as_bytes()));
+        let has_class = |class: &str| {
+            classes
+                .iter()
+                .any(|value| value.eq_ignore_ascii_case(class.as_bytes()))
+        };
         let kind = if has_class("computer") {
             ObjectKind::Computer
         } else if has_class("group") {
@@ -101,16 +106,27 @@ impl AdObject {
             .ok_or("uSNChanged is missing")?
             .parse::<u64>()
             .map_err(|error| format!("uSNChanged is not a number: {error}"))?;
-        let is_deleted =
-            entry.first_text("isDeleted").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
+        let is_deleted = entry
+            .first_text("isDeleted")
+            .is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
 
         let attributes = canonical_attributes(entry.attributes)?;
-        Ok(AdObject { kind, dn: entry.dn, object_guid, usn_changed, is_deleted, attributes })
+        Ok(AdObject {
+            kind,
+            dn: entry.dn,
+            object_guid,
+            usn_changed,
+            is_deleted,
+            attributes,
+        })
     }
 
     /// The values of an attribute by its canonical name.
     pub fn values(&self, name: &str) -> Option<&[Vec<u8>]> {
-        self.attributes.iter().find(|(n, _)| n == name).map(|(_, values)| values.as_slice())
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, values)| values.as_slice())
     }
 
     /// The DNS domain of the object, from the `DC=` parts of its DN.
@@ -129,9 +145,14 @@ fn canonical_attributes(attributes: Attributes) -> Result<Attributes, String> {
         if let Some((base, _)) = name.split_once(";range=") {
             // TODO(a group over AD's MaxValRange of 1500 members in a test domain): read the
             // rest with `member;range=1500-*` base searches instead of refusing the entry.
-            return Err(format!("{base} came back ranged ({name}): the group is too large"));
+            return Err(format!(
+                "{base} came back ranged ({name}): the group is too large"
+            ));
         }
-        match ATTRIBUTES.iter().position(|known| known.eq_ignore_ascii_case(&name)) {
+        match ATTRIBUTES
+            .iter()
+            .position(|known| known.eq_ignore_ascii_case(&name))
+        {
             Some(index) => known[index].get_or_insert_with(Vec::new).extend(values),
             None => others.push((name, values)),
         }
@@ -148,8 +169,9 @@ fn canonical_attributes(attributes: Attributes) -> Result<Attributes, String> {
 
 /// objectGUID is 16 bytes in Windows order: the first three fields little-endian.
 pub fn decode_guid(bytes: &[u8]) -> Result<Uuid, String> {
-    let bytes: [u8; 16] =
-        bytes.try_into().map_err(|_| format!("objectGUID has {} bytes, not 16", bytes.len()))?;
+    let bytes: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| format!("objectGUID has {} bytes, not 16", bytes.len()))?;
     Ok(Uuid::from_bytes_le(bytes))
 }
 
@@ -177,7 +199,10 @@ mod tests {
     fn guid_is_decoded_in_windows_byte_order() {
         let guid = decode_guid(&KIOSK_GUID).unwrap();
         assert_eq!(guid.to_string(), "e98a2843-79d1-4191-8545-a15db6b7606a");
-        assert_eq!(decode_guid(&[1, 2, 3]).unwrap_err(), "objectGUID has 3 bytes, not 16");
+        assert_eq!(
+            decode_guid(&[1, 2, 3]).unwrap_err(),
+            "objectGUID has 3 bytes, not 16"
+        );
     }
 
     #[test]
@@ -198,8 +223,21 @@ mod tests {
         assert!(!object.is_deleted);
         assert_eq!(object.domain(), "corp.example.test");
 
-        let names: Vec<&str> = object.attributes.iter().map(|(name, _)| name.as_str()).collect();
-        assert_eq!(names, ["objectClass", "cn", "objectGUID", "uSNChanged", "whenCreated"]);
+        let names: Vec<&str> = object
+            .attributes
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "objectClass",
+                "cn",
+                "objectGUID",
+                "uSNChanged",
+                "whenCreated"
+            ]
+        );
     }
 
     #[test]
@@ -218,8 +256,14 @@ mod tests {
 
     #[test]
     fn unusable_entries_say_why() {
-        let no_guid = raw("CN=x,DC=t", &[("objectClass", &[b"group"]), ("uSNChanged", &[b"5"])]);
-        assert_eq!(AdObject::from_entry(no_guid).unwrap_err(), "objectGUID is missing");
+        let no_guid = raw(
+            "CN=x,DC=t",
+            &[("objectClass", &[b"group"]), ("uSNChanged", &[b"5"])],
+        );
+        assert_eq!(
+            AdObject::from_entry(no_guid).unwrap_err(),
+            "objectGUID is missing"
+        );
 
         let bad_usn = raw(
             "CN=x,DC=t",
@@ -230,11 +274,17 @@ mod tests {
             ],
         );
         assert!(
-            AdObject::from_entry(bad_usn).unwrap_err().starts_with("uSNChanged is not a number")
+            AdObject::from_entry(bad_usn)
+                .unwrap_err()
+                .starts_with("uSNChanged is not a number")
         );
 
         let contact = raw("CN=x,DC=t", &[("objectClass", &[b"contact"])]);
-        assert!(AdObject::from_entry(contact).unwrap_err().contains("neither computer"));
+        assert!(
+            AdObject::from_entry(contact)
+                .unwrap_err()
+                .contains("neither computer")
+        );
 
         let ranged = raw(
             "CN=big,DC=t",
@@ -245,6 +295,10 @@ mod tests {
                 ("member;range=0-1499", &[b"CN=a,DC=t"]),
             ],
         );
-        assert!(AdObject::from_entry(ranged).unwrap_err().contains("member came back ranged"));
+        assert!(
+            AdObject::from_entry(ranged)
+                .unwrap_err()
+                .contains("member came back ranged")
+        );
     }
 }

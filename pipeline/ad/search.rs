@@ -106,7 +106,11 @@ pub async fn paged_search(
     let mut ldap = ldap.clone();
     ldap.with_timeout(timeout);
     if query.show_deleted {
-        ldap.with_controls(RawControl { ctype: SHOW_DELETED_OID.into(), crit: true, val: None });
+        ldap.with_controls(RawControl {
+            ctype: SHOW_DELETED_OID.into(),
+            crit: true,
+            val: None,
+        });
     }
     let mut stream = ldap
         .streaming_search_with(
@@ -205,10 +209,22 @@ fn check_result(url: &str, query: &Query<'_>, result: &LdapResult) -> Result<(),
     let detail = describe_rc(result.rc, &result.text);
     match result.rc {
         0 => Ok(()),
-        32 | 34 => Err(AdError::BaseDn { base: query.base.to_owned(), detail }),
-        87 => Err(AdError::Filter { filter: query.filter.to_owned(), detail }),
-        51 | 52 => Err(AdError::Dropped { url: url.to_owned(), detail }),
-        _ => Err(AdError::Search { base: query.base.to_owned(), detail }),
+        32 | 34 => Err(AdError::BaseDn {
+            base: query.base.to_owned(),
+            detail,
+        }),
+        87 => Err(AdError::Filter {
+            filter: query.filter.to_owned(),
+            detail,
+        }),
+        51 | 52 => Err(AdError::Dropped {
+            url: url.to_owned(),
+            detail,
+        }),
+        _ => Err(AdError::Search {
+            base: query.base.to_owned(),
+            detail,
+        }),
     }
 }
 
@@ -218,14 +234,22 @@ fn search_error(url: &str, query: &Query<'_>, error: LdapError) -> AdError {
             filter: query.filter.to_owned(),
             detail: "it does not parse as an LDAP filter".into(),
         },
-        LdapError::AdapterInit(detail) => AdError::Search { base: query.base.to_owned(), detail },
+        LdapError::AdapterInit(detail) => AdError::Search {
+            base: query.base.to_owned(),
+            detail,
+        },
         LdapError::LdapResult { result } => {
-            check_result(url, query, &result).err().unwrap_or_else(|| AdError::Search {
-                base: query.base.to_owned(),
-                detail: "the server ended the search early".into(),
-            })
+            check_result(url, query, &result)
+                .err()
+                .unwrap_or_else(|| AdError::Search {
+                    base: query.base.to_owned(),
+                    detail: "the server ended the search early".into(),
+                })
         }
-        other => AdError::Dropped { url: url.to_owned(), detail: other.to_string() },
+        other => AdError::Dropped {
+            url: url.to_owned(),
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -238,8 +262,10 @@ pub struct DecodeProblem {
 
 /// Decodes a SearchResultEntry (`[APPLICATION 4] SEQUENCE { objectName, attributes }`).
 pub fn decode_entry(tag: StructureTag) -> Result<RawEntry, DecodeProblem> {
-    let problem =
-        |dn: &str, problem: &str| DecodeProblem { dn: dn.into(), problem: problem.into() };
+    let problem = |dn: &str, problem: &str| DecodeProblem {
+        dn: dn.into(),
+        problem: problem.into(),
+    };
 
     let mut parts = tag
         .match_class(TagClass::Application)
@@ -289,7 +315,10 @@ pub fn decode_entry(tag: StructureTag) -> Result<RawEntry, DecodeProblem> {
 /// Checks that a paged-results response control holds `SEQUENCE { INTEGER, OCTET STRING }`,
 /// the shape ldap3's parser assumes without checking.
 pub fn validate_paged_control(control: &RawControl) -> Result<(), String> {
-    let value = control.val.as_deref().ok_or("the paged-results control has no value")?;
+    let value = control
+        .val
+        .as_deref()
+        .ok_or("the paged-results control has no value")?;
     let (rest, tag) =
         parse_tag(value).map_err(|_| "the paged-results control value is not BER".to_owned())?;
     if !rest.is_empty() {
@@ -330,7 +359,10 @@ impl PageGuard {
 
     /// The page size inside a request's paged control, as this crate encoded it.
     fn record_request(&self, controls: Option<&Vec<RawControl>>) {
-        let Some(control) = controls.into_iter().flatten().find(|c| c.ctype == PAGED_RESULTS_OID)
+        let Some(control) = controls
+            .into_iter()
+            .flatten()
+            .find(|c| c.ctype == PAGED_RESULTS_OID)
         else {
             return;
         };
@@ -409,7 +441,10 @@ mod tests {
     use ldap3::asn1::{ASNTag, OctetString, Sequence, Tag};
 
     fn octets(bytes: &[u8]) -> Tag {
-        Tag::OctetString(OctetString { inner: bytes.to_vec(), ..Default::default() })
+        Tag::OctetString(OctetString {
+            inner: bytes.to_vec(),
+            ..Default::default()
+        })
     }
 
     fn entry(dn: &[u8], attributes: Vec<Tag>) -> StructureTag {
@@ -418,7 +453,10 @@ mod tests {
             class: TagClass::Application,
             inner: vec![
                 octets(dn),
-                Tag::Sequence(Sequence { inner: attributes, ..Default::default() }),
+                Tag::Sequence(Sequence {
+                    inner: attributes,
+                    ..Default::default()
+                }),
             ],
         })
         .into_structure()
@@ -429,7 +467,10 @@ mod tests {
         Tag::Sequence(Sequence {
             inner: vec![
                 octets(name.as_bytes()),
-                Tag::Set(ldap3::asn1::Set { inner: values, ..Default::default() }),
+                Tag::Set(ldap3::asn1::Set {
+                    inner: values,
+                    ..Default::default()
+                }),
             ],
             ..Default::default()
         })
@@ -437,10 +478,15 @@ mod tests {
 
     #[test]
     fn entry_keeps_binary_and_text_values_as_bytes() {
-        let guid: &[u8] = &[0x43, 0x28, 0x8a, 0xe9, 0xd1, 0x79, 0x91, 0x41, 0, 1, 2, 3, 4, 5, 6, 7];
+        let guid: &[u8] = &[
+            0x43, 0x28, 0x8a, 0xe9, 0xd1, 0x79, 0x91, 0x41, 0, 1, 2, 3, 4, 5, 6, 7,
+        ];
         let tag = entry(
             b"CN=WS-0001,OU=Workstations,DC=corp,DC=test",
-            vec![attribute("objectGUID", &[guid]), attribute("cn", &[b"WS-0001"])],
+            vec![
+                attribute("objectGUID", &[guid]),
+                attribute("cn", &[b"WS-0001"]),
+            ],
         );
         let entry = decode_entry(tag).unwrap();
         assert_eq!(entry.dn, "CN=WS-0001,OU=Workstations,DC=corp,DC=test");
@@ -471,30 +517,56 @@ mod tests {
 
     #[test]
     fn malformed_paged_controls_are_refused_not_parsed() {
-        let control =
-            |val: Option<Vec<u8>>| RawControl { ctype: PAGED_RESULTS_OID.into(), crit: false, val };
-        let good: RawControl =
-            ldap3::controls::PagedResults { size: 0, cookie: b"c".to_vec() }.into();
+        let control = |val: Option<Vec<u8>>| RawControl {
+            ctype: PAGED_RESULTS_OID.into(),
+            crit: false,
+            val,
+        };
+        let good: RawControl = ldap3::controls::PagedResults {
+            size: 0,
+            cookie: b"c".to_vec(),
+        }
+        .into();
         assert_eq!(validate_paged_control(&good), Ok(()));
 
-        assert!(validate_paged_control(&control(None)).unwrap_err().contains("no value"));
+        assert!(
+            validate_paged_control(&control(None))
+                .unwrap_err()
+                .contains("no value")
+        );
         assert!(validate_paged_control(&control(Some(vec![0x30, 0x05, 0x02]))).is_err());
 
         // SEQUENCE { INTEGER 5 }
         let size_only = vec![0x30, 0x03, 0x02, 0x01, 0x05];
-        assert!(validate_paged_control(&control(Some(size_only))).unwrap_err().contains("cookie"));
+        assert!(
+            validate_paged_control(&control(Some(size_only)))
+                .unwrap_err()
+                .contains("cookie")
+        );
 
         // SEQUENCE { OCTET STRING "abc", INTEGER 5 }
         let swapped = vec![0x30, 0x08, 0x04, 0x03, b'a', b'b', b'c', 0x02, 0x01, 0x05];
-        assert!(validate_paged_control(&control(Some(swapped))).unwrap_err().contains("size"));
+        assert!(
+            validate_paged_control(&control(Some(swapped)))
+                .unwrap_err()
+                .contains("size")
+        );
     }
 
     #[test]
     fn request_size_is_recorded_from_the_sent_control() {
         let guard = PageGuard::default();
         guard.record_request(Some(&vec![
-            RawControl { ctype: SHOW_DELETED_OID.into(), crit: true, val: None },
-            ldap3::controls::PagedResults { size: 3, cookie: vec![] }.into(),
+            RawControl {
+                ctype: SHOW_DELETED_OID.into(),
+                crit: true,
+                val: None,
+            },
+            ldap3::controls::PagedResults {
+                size: 3,
+                cookie: vec![],
+            }
+            .into(),
         ]));
         assert_eq!(guard.requests.load(Ordering::Relaxed), 1);
         assert_eq!(guard.first_size(), Some(3));

@@ -51,14 +51,19 @@ impl SyncState {
     /// Reads the state; a missing file is no state (the first run), anything unreadable is
     /// an error rather than a silent full resync.
     pub fn load(path: &Path) -> Result<Option<SyncState>, AdError> {
-        let problem = |problem: String| AdError::State { path: path.to_owned(), problem };
+        let problem = |problem: String| AdError::State {
+            path: path.to_owned(),
+            problem,
+        };
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(problem(format!("cannot read: {error}"))),
         };
         let state: SyncState = serde_json::from_str(&text).map_err(|error| {
-            problem(format!("{error}; delete the file to start over with a full run"))
+            problem(format!(
+                "{error}; delete the file to start over with a full run"
+            ))
         })?;
         Ok(Some(state))
     }
@@ -75,8 +80,14 @@ impl SyncState {
 
 /// Writes `bytes` to `path` through a sibling temporary file and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AdError> {
-    let output = |source| AdError::Output { path: path.to_owned(), source };
-    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+    let output = |source| AdError::Output {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent).map_err(output)?;
     }
     let mut temporary = PathBuf::from(path);
@@ -98,7 +109,11 @@ mod tests {
         let mut objects = BTreeMap::new();
         objects.insert(
             Uuid::from_u128(1),
-            Known { kind: ObjectKind::Computer, dn: "CN=a,DC=t".into(), usn_changed: 9 },
+            Known {
+                kind: ObjectKind::Computer,
+                dn: "CN=a,DC=t".into(),
+                usn_changed: 9,
+            },
         );
         let state = SyncState {
             version: STATE_VERSION,

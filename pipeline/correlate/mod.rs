@@ -1,1 +1,275 @@
 //! The correlation stage: Arrow tables in, candidates out, through the SQL in `queries/`.
+//!
+//! The policy is SQL, not Rust, so that it can be read, audited and queried ad hoc: every view
+//! and table the queries create stays in the session for `lastseen sql`. Rust only registers
+//! the input tables and the policy parameters, and runs the query files in order.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use chrono::{DateTime, Utc};
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::DFParser;
+
+use crate::config::{Config, UnknownOsBuild};
+use crate::inputs::{Estate, dn, rejects_batch, schema};
+
+/// The policy, in the order it runs. Built into the binary so that a run never depends on
+/// where it was started from.
+pub const QUERIES: [(&str, &str); 3] = [
+    ("queries/match.sql", include_str!("../../queries/match.sql")),
+    (
+        "queries/evidence.sql",
+        include_str!("../../queries/evidence.sql"),
+    ),
+    (
+        "queries/candidates.sql",
+        include_str!("../../queries/candidates.sql"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CorrelateError {
+    #[error("{file}: {source}")]
+    Query {
+        file: &'static str,
+        source: Box<DataFusionError>,
+    },
+
+    #[error("cannot register table {table}: {source}")]
+    Register {
+        table: &'static str,
+        source: Box<DataFusionError>,
+    },
+
+    #[error("{0}")]
+    DataFusion(#[from] Box<DataFusionError>),
+}
+
+impl From<DataFusionError> for CorrelateError {
+    fn from(error: DataFusionError) -> Self {
+        CorrelateError::DataFusion(Box::new(error))
+    }
+}
+
+/// A session holding the estate's tables and every view of the policy.
+pub async fn session(
+    estate: &Estate,
+    config: &Config,
+    as_of: DateTime<Utc>,
+) -> Result<SessionContext, CorrelateError> {
+    let partitions = std::thread::available_parallelism().map_or(2, usize::from);
+    let session_config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(session_config);
+
+    let tables: [(&'static str, _, &[RecordBatch]); 6] = [
+        ("endpoints", schema::endpoints(), &estate.central.endpoints),
+        (
+            "computers",
+            schema::computers(),
+            &estate.directory.computers,
+        ),
+        ("users", schema::users(), &estate.directory.users),
+        ("groups", schema::groups(), &estate.directory.groups),
+        (
+            "memberships",
+            schema::memberships(),
+            &estate.directory.memberships,
+        ),
+        ("actions", schema::actions(), &estate.actions.actions),
+    ];
+    for (name, table_schema, batches) in tables {
+        register(&ctx, name, table_schema, batches.to_vec())?;
+    }
+    let rejects = rejects_batch(&estate.rejects);
+    register(&ctx, "rejects", schema::rejects(), vec![rejects])?;
+
+    for (name, batch) in policy_tables(config, as_of) {
+        register(&ctx, name, batch.schema(), vec![batch])?;
+    }
+
+    for (file, text) in QUERIES {
+        run_script(&ctx, file, text).await?;
+    }
+    Ok(ctx)
+}
+
+/// The candidates, in a stable order.
+pub async fn candidates(ctx: &SessionContext) -> Result<Vec<RecordBatch>, CorrelateError> {
+    let frame = ctx
+        .sql("SELECT * FROM candidates ORDER BY tenant_id, endpoint_id")
+        .await?;
+    Ok(frame.collect().await?)
+}
+
+/// Runs every statement of a query file; `CREATE VIEW` and `CREATE TABLE ... AS` register
+/// their result in the session.
+pub async fn run_script(
+    ctx: &SessionContext,
+    file: &'static str,
+    text: &str,
+) -> Result<Vec<RecordBatch>, CorrelateError> {
+    let fail = |source: DataFusionError| CorrelateError::Query {
+        file,
+        source: Box::new(source),
+    };
+
+    let statements = DFParser::parse_sql(text).map_err(|e| fail(e.into()))?;
+    let mut last = Vec::new();
+    for statement in statements {
+        let plan = ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(fail)?;
+        let frame = ctx.execute_logical_plan(plan).await.map_err(fail)?;
+        last = frame.collect().await.map_err(fail)?;
+    }
+    Ok(last)
+}
+
+fn register(
+    ctx: &SessionContext,
+    table: &'static str,
+    table_schema: Arc<Schema>,
+    batches: Vec<RecordBatch>,
+) -> Result<(), CorrelateError> {
+    let fail = |source: DataFusionError| CorrelateError::Register {
+        table,
+        source: Box::new(source),
+    };
+
+    // Deal the batches out so that every core scans a share.
+    let partitions = ctx.copied_config().target_partitions().max(1);
+    let mut dealt = vec![Vec::new(); partitions];
+    for (index, batch) in batches.into_iter().filter(|b| b.num_rows() > 0).enumerate() {
+        dealt[index % partitions].push(batch);
+    }
+
+    let table_provider = MemTable::try_new(table_schema, dealt).map_err(fail)?;
+    ctx.register_table(table, Arc::new(table_provider))
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// The configuration as small tables, so the SQL can join on it rather than have values
+/// pasted into its text.
+fn policy_tables(config: &Config, as_of: DateTime<Utc>) -> Vec<(&'static str, RecordBatch)> {
+    let utc = Some("UTC".into());
+    let policy = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new(
+                "as_of",
+                DataType::Timestamp(TimeUnit::Millisecond, utc.clone()),
+                false,
+            ),
+            Field::new("as_of_ms", DataType::Int64, false),
+            Field::new("min_inactive_days", DataType::Int64, false),
+            Field::new("os_build_unknown_is_reason", DataType::Boolean, false),
+        ])),
+        vec![
+            Arc::new(
+                TimestampMillisecondArray::from(vec![as_of.timestamp_millis()])
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(Int64Array::from(vec![as_of.timestamp_millis()])),
+            Arc::new(Int64Array::from(vec![i64::from(
+                config.policy.min_inactive_days,
+            )])),
+            Arc::new(BooleanArray::from(vec![
+                config.policy.unknown_os_build == UnknownOsBuild::ManualReview,
+            ])),
+        ],
+    );
+
+    // Canonical DNs; Config::load has already refused any that do not parse.
+    let canonical = |dns: &[String]| -> Vec<String> {
+        dns.iter().filter_map(|dn| dn::normalize(dn).ok()).collect()
+    };
+    let lower = |text: &str| text.trim().to_lowercase();
+
+    let domains: Vec<_> = config.domains.iter().collect();
+    let dns: Vec<String> = domains.iter().map(|d| lower(&d.dns)).collect();
+    let netbios: Vec<Option<String>> = domains
+        .iter()
+        .map(|d| d.netbios.as_deref().map(lower))
+        .collect();
+
+    let mut tenant_rows = (Vec::new(), Vec::new());
+    let mut suffix_rows = (Vec::new(), Vec::new());
+    for domain in &domains {
+        for tenant in &domain.tenants {
+            tenant_rows.0.push(lower(tenant));
+            tenant_rows.1.push(lower(&domain.dns));
+        }
+        for suffix in std::iter::once(&domain.dns).chain(&domain.upn_suffixes) {
+            suffix_rows.0.push(lower(suffix));
+            suffix_rows.1.push(lower(&domain.dns));
+        }
+    }
+
+    let text_table = |columns: Vec<(&str, Vec<Option<String>>)>| {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, _)| Field::new(*name, DataType::Utf8, true))
+            .collect();
+        let arrays: Vec<ArrayRef> = columns
+            .into_iter()
+            .map(|(_, values)| Arc::new(StringArray::from(values)) as ArrayRef)
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+    };
+    let some = |values: Vec<String>| values.into_iter().map(Some).collect::<Vec<_>>();
+
+    let tables = [
+        ("policy", policy),
+        (
+            "domains",
+            text_table(vec![("dns", some(dns)), ("netbios", netbios)]),
+        ),
+        (
+            "tenant_domains",
+            text_table(vec![
+                ("tenant_id", some(tenant_rows.0)),
+                ("dns", some(tenant_rows.1)),
+            ]),
+        ),
+        (
+            "upn_suffixes",
+            text_table(vec![
+                ("suffix", some(suffix_rows.0)),
+                ("dns", some(suffix_rows.1)),
+            ]),
+        ),
+        (
+            "disabled_ous",
+            text_table(vec![(
+                "ou_norm",
+                some(canonical(&config.policy.disabled_ous)),
+            )]),
+        ),
+        (
+            "vip_groups",
+            text_table(vec![(
+                "group_norm",
+                some(canonical(&config.policy.vip_groups)),
+            )]),
+        ),
+    ];
+    tables
+        .into_iter()
+        .map(|(name, batch)| {
+            (
+                name,
+                batch.expect("policy tables are built column by column"),
+            )
+        })
+        .collect()
+}

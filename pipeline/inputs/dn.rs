@@ -44,7 +44,11 @@ pub fn domain_of(dn: &str) -> Option<String> {
 /// The value of the first RDN (`CN=WS-01,OU=x` gives `ws-01`), unescaped and lower-cased.
 pub fn first_value(dn: &str) -> Option<String> {
     let rdns = parse(dn).ok()?;
-    rdns.into_iter().next()?.into_iter().next().map(|(_, value)| value)
+    rdns.into_iter()
+        .next()?
+        .into_iter()
+        .next()
+        .map(|(_, value)| value)
 }
 
 type Rdn = Vec<(String, String)>;
@@ -161,7 +165,10 @@ mod tests {
         let a = normalize("CN=WS-01, OU=Disabled Computers ,DC=Corp,DC=Example,DC=Test").unwrap();
         let b = normalize("cn=ws-01,ou=disabled computers,dc=corp,dc=example,dc=test").unwrap();
         assert_eq!(a, b);
-        assert_eq!(a, "cn=ws-01,ou=disabled computers,dc=corp,dc=example,dc=test");
+        assert_eq!(
+            a,
+            "cn=ws-01,ou=disabled computers,dc=corp,dc=example,dc=test"
+        );
     }
 
     #[test]
@@ -189,7 +196,10 @@ mod tests {
     fn escaped_spaces_and_utf8_hex_survive() {
         assert_eq!(normalize(r"CN=\ lead,DC=t").unwrap(), "cn= lead,dc=t");
         assert_eq!(normalize(r"CN=trail\ ,DC=t").unwrap(), "cn=trail ,dc=t");
-        assert_eq!(normalize(r"CN=J\C3\A9r\C3\B4me,DC=t").unwrap(), "cn=jérôme,dc=t");
+        assert_eq!(
+            normalize(r"CN=J\C3\A9r\C3\B4me,DC=t").unwrap(),
+            "cn=jérôme,dc=t"
+        );
     }
 
     #[test]
@@ -210,9 +220,21 @@ mod tests {
     #[test]
     fn broken_dns_say_why() {
         assert_eq!(normalize("").unwrap_err(), "the DN is empty");
-        assert!(normalize("CN=x,").unwrap_err().contains("not an attribute type"));
-        assert!(normalize(r"CN=x\").unwrap_err().contains("ends inside an escape"));
+        assert!(
+            normalize("CN=x,")
+                .unwrap_err()
+                .contains("not an attribute type")
+        );
+        assert!(
+            normalize(r"CN=x\")
+                .unwrap_err()
+                .contains("ends inside an escape")
+        );
         assert!(normalize(r"CN=x\4").unwrap_err().contains("hex escape"));
-        assert!(normalize("novalue").unwrap_err().contains("not an attribute type"));
+        assert!(
+            normalize("novalue")
+                .unwrap_err()
+                .contains("not an attribute type")
+        );
     }
 }

@@ -77,7 +77,12 @@ impl LdifEntry {
     pub fn text(&self, name: &str) -> Vec<String> {
         self.attributes
             .get(&name.to_ascii_lowercase())
-            .map(|values| values.iter().map(|v| String::from_utf8(v.clone()).unwrap()).collect())
+            .map(|values| {
+                values
+                    .iter()
+                    .map(|v| String::from_utf8(v.clone()).unwrap())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -88,7 +93,10 @@ pub fn read_ldif(text: &str) -> Vec<LdifEntry> {
     let mut lines: Vec<String> = Vec::new();
     for line in text.lines() {
         if let Some(continuation) = line.strip_prefix(' ') {
-            lines.last_mut().expect("a continuation line opens the file").push_str(continuation);
+            lines
+                .last_mut()
+                .expect("a continuation line opens the file")
+                .push_str(continuation);
         } else {
             lines.push(line.to_owned());
         }
@@ -112,10 +120,17 @@ pub fn read_ldif(text: &str) -> Vec<LdifEntry> {
         if name.eq_ignore_ascii_case("dn") {
             entries.extend(current.take());
             let dn = String::from_utf8(value).unwrap();
-            current = Some(LdifEntry { dn, attributes: BTreeMap::new() });
+            current = Some(LdifEntry {
+                dn,
+                attributes: BTreeMap::new(),
+            });
         } else {
             let entry = current.as_mut().expect("an attribute before any dn");
-            entry.attributes.entry(name.to_ascii_lowercase()).or_default().push(value);
+            entry
+                .attributes
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .push(value);
         }
     }
     entries.extend(current);
