@@ -182,4 +182,109 @@ mod tests {
         assert!(!is_safe_string(b"a\0b"));
         assert!(!is_safe_string(b"a\rb"));
     }
+
+    /// A column of the first batch as strings, nulls as `None`.
+    fn column(batches: &[arrow::array::RecordBatch], name: &str) -> Vec<Option<String>> {
+        let array = batches[0].column_by_name(name).unwrap();
+        let array = arrow::compute::cast(array, &arrow::datatypes::DataType::Utf8).unwrap();
+        let strings = array
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        strings
+            .iter()
+            .map(|value| value.map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn the_run_reader_reads_back_what_is_written() {
+        let guid: [u8; 16] = *b"\x43\x28\x8a\xe9\xd1\x79\x91\x41\x85\x45\xa1\x5d\xb6\xb7\x60\x6a";
+        let long_ou = "OU=Retired in the second half of 2024 after the office move";
+        let computer_dn =
+            format!("CN=Jérôme-PC,{long_ou},OU=Disabled Computers,DC=corp,DC=example,DC=test");
+        let group_dn = "CN=VIP,OU=Groups,DC=corp,DC=example,DC=test";
+        let user_dn = "CN=Novak\\, Jana,OU=People,DC=corp,DC=example,DC=test";
+
+        let mut computer = object(
+            &computer_dn,
+            &[
+                ("objectClass", &[b"top", b"user", b"computer"]),
+                ("cn", &["Jérôme-PC".as_bytes()]),
+                ("sAMAccountName", &[b"JEROME-PC$"]),
+                ("dNSHostName", &[b"jerome-pc.corp.example.test"]),
+                ("operatingSystem", &[b"Windows 11 Enterprise"]),
+                ("operatingSystemVersion", &[b"10.0 (22631)"]),
+                ("objectGUID", &[&guid]),
+                ("managedBy", &[user_dn.as_bytes()]),
+                ("userAccountControl", &[b"4098"]),
+            ],
+        );
+        computer.kind = ObjectKind::Computer;
+        let mut group = object(
+            group_dn,
+            &[
+                ("objectClass", &[b"top", b"group"]),
+                ("cn", &[b"VIP"]),
+                ("member", &[user_dn.as_bytes()]),
+            ],
+        );
+        group.kind = ObjectKind::Group;
+        let mut user = object(
+            user_dn,
+            &[
+                ("objectClass", &[b"top", b"person", b"user"]),
+                ("sAMAccountName", &[b"jnovak"]),
+                ("userPrincipalName", &[b"jnovak@corp.example.test"]),
+            ],
+        );
+        user.kind = ObjectKind::User;
+
+        let mut text = Vec::new();
+        for object in [&computer, &group, &user] {
+            write_entry(&mut text, object).unwrap();
+        }
+        assert!(
+            text.split(|&b| b == b'\n')
+                .all(|line| line.len() <= LINE_WIDTH)
+        );
+
+        let source = crate::inputs::Source::Memory {
+            name: "corp.ldif".into(),
+            bytes: text.into(),
+        };
+        let input = crate::inputs::ldif::read(&[source]).unwrap();
+        assert!(input.rejects.is_empty(), "{:?}", input.rejects);
+        assert_eq!(input.entries, 3);
+
+        assert_eq!(column(&input.computers, "dn"), [Some(computer_dn.clone())]);
+        assert_eq!(
+            column(&input.computers, "cn"),
+            [Some("Jérôme-PC".to_owned())]
+        );
+        assert_eq!(
+            column(&input.computers, "object_guid"),
+            [Some("e98a2843-79d1-4191-8545-a15db6b7606a".to_owned())]
+        );
+        assert_eq!(
+            column(&input.computers, "os_build"),
+            [Some("22631".to_owned())]
+        );
+        assert_eq!(
+            column(&input.computers, "user_account_control"),
+            [Some("4098".to_owned())]
+        );
+        assert_eq!(
+            column(&input.computers, "managed_by"),
+            [Some(user_dn.to_owned())]
+        );
+        assert_eq!(
+            column(&input.users, "user_principal_name"),
+            [Some("jnovak@corp.example.test".to_owned())]
+        );
+        assert_eq!(
+            column(&input.memberships, "member_dn_norm"),
+            [Some(crate::inputs::dn::normalize(user_dn).unwrap())]
+        );
+    }
 }
