@@ -46,7 +46,7 @@ async fn full_collection_equals_the_seed() {
         .iter()
         .filter(|e| e.text("objectClass") == ["computer"])
         .collect();
-    assert_eq!(seeded_computers.len(), 10);
+    assert_eq!(seeded_computers.len(), 11);
     let expected: BTreeSet<String> = seeded_computers.iter().map(|e| e.dn.clone()).collect();
     assert_eq!(names(&snapshot.objects, ObjectKind::Computer), expected);
 
@@ -145,7 +145,7 @@ async fn every_search_is_paged() {
         assert!(stats.paged_requests >= 1, "{label}");
     }
 
-    // Samba only pages when asked to: 10 computers in pages of 3 come back as 4 pages, each
+    // Samba only pages when asked to: 11 computers in pages of 3 come back as 4 pages, each
     // answered with a paged-results control.
     let (_, computers) = snapshot
         .stats
@@ -153,7 +153,7 @@ async fn every_search_is_paged() {
         .iter()
         .find(|(label, _)| label == &format!("computers under {ESTATE}"))
         .unwrap();
-    assert_eq!(computers.entries, 10);
+    assert_eq!(computers.entries, 11);
     assert_eq!(computers.paged_responses, 4);
     assert_eq!(computers.paged_requests, 4);
 
@@ -164,7 +164,7 @@ async fn every_search_is_paged() {
         .unwrap();
     let (_, computers) = &snapshot.stats.searches[2];
     assert_eq!(computers.requested_page_size, Some(1000));
-    assert_eq!((computers.entries, computers.paged_responses), (10, 1));
+    assert_eq!((computers.entries, computers.paged_responses), (11, 1));
 }
 
 #[tokio::test]
@@ -181,10 +181,10 @@ async fn base_dns_limit_what_is_read() {
         .await
         .unwrap();
 
-    // 4 disabled (two in the sub-OU) and 3 workstations once the filter drops the pre-staged one;
+    // 5 disabled (two in the sub-OU) and 3 workstations once the filter drops the pre-staged one;
     // no servers, no users or groups without VIP groups.
     let computers = names(&snapshot.objects, ObjectKind::Computer);
-    assert_eq!(computers.len(), 7, "{computers:#?}");
+    assert_eq!(computers.len(), 8, "{computers:#?}");
     assert!(
         computers
             .iter()
@@ -192,7 +192,7 @@ async fn base_dns_limit_what_is_read() {
     );
     assert!(computers.contains(&format!("CN=WS-OLD-0099,OU=Retired 2024,{disabled}")));
     assert!(!computers.contains(&format!("CN=WS-PRESTAGED,{workstations}")));
-    assert_eq!(snapshot.objects.len(), 7);
+    assert_eq!(snapshot.objects.len(), 8);
 }
 
 #[tokio::test]
@@ -207,7 +207,7 @@ async fn starttls_reads_the_same_estate() {
     let snapshot = collect_snapshot(&config, &[], &ProgressBar::hidden())
         .await
         .unwrap();
-    assert_eq!(names(&snapshot.objects, ObjectKind::Computer).len(), 10);
+    assert_eq!(names(&snapshot.objects, ObjectKind::Computer).len(), 11);
 }
 
 #[tokio::test]
@@ -234,7 +234,7 @@ async fn samba_ca_verifies_and_a_wrong_ca_fails_clearly() {
     let snapshot = collect_snapshot(&config, &[], &ProgressBar::hidden())
         .await
         .unwrap();
-    assert_eq!(names(&snapshot.objects, ObjectKind::Computer).len(), 10);
+    assert_eq!(names(&snapshot.objects, ObjectKind::Computer).len(), 11);
 
     // The right CA verifies (the other tests use it too; here it is the point).
     config.insecure_skip_verify = false;
@@ -339,7 +339,7 @@ fn the_command_writes_ldif_that_reads_back() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("Directory collected.") && stderr.contains("computers=10"),
+        stderr.contains("Directory collected.") && stderr.contains("computers=11"),
         "{stderr}"
     );
     let password = std::fs::read_to_string(&dc.password_file).unwrap();
@@ -356,7 +356,7 @@ fn the_command_writes_ldif_that_reads_back() {
         "a line is longer than 76 columns"
     );
     let entries = read_ldif(&text);
-    assert_eq!(entries.len(), 16);
+    assert_eq!(entries.len(), 17);
 
     let kiosk = entries
         .iter()

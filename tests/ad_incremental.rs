@@ -210,7 +210,7 @@ async fn changes_show_up_in_the_next_incremental_run_and_nowhere_else() {
     );
 
     // Only the changed computers were read: the four above (the moved-out one at its new place,
-    // the deleted one as a tombstone), not the 15 computers of the domain.
+    // the deleted one as a tombstone), not the 16 computers of the domain.
     let (_, changed) = second
         .stats
         .searches
