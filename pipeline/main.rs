@@ -61,11 +61,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum CollectSource {
-    /// Read computers, and the users and groups behind VIP groups, from Active Directory.
-    ///
-    /// Over LDAPS or StartTLS with a verified certificate and a simple bind, with paged
-    /// searches. Writes LDIF for `run`, or with --changes JSON change records, incremental by
-    /// uSNChanged when ad.state_file is set.
+    // The help text is the doc comment of `CollectArgs`, next to the code it describes.
     Ad(lastseen::ad::CollectArgs),
 }
 

@@ -183,6 +183,7 @@ pub async fn collect_snapshot(
 ) -> Result<Snapshot, AdError> {
     let password = &load_password(config)?;
     with_retries(config, |retries| async move {
+        progress.set_position(0);
         let mut connection = connect(config, password).await?;
         let mut stats = CollectStats {
             retries,
@@ -221,6 +222,7 @@ pub async fn collect_changes(
     let password = &load_password(config)?;
     let state = &state;
     with_retries(config, |retries| async move {
+        progress.set_position(0);
         let mut connection = connect(config, password).await?;
         let mut stats = CollectStats {
             retries,

@@ -162,48 +162,6 @@ pub async fn paged_search(
     Ok(stats)
 }
 
-/// Reads one entry by DN (a base search), without paging: the result is one entry at most.
-pub async fn read_entry(
-    ldap: &mut Ldap,
-    url: &str,
-    dn: &str,
-    attributes: &[&str],
-    timeout: std::time::Duration,
-) -> Result<Option<RawEntry>, AdError> {
-    let query = Query {
-        base: dn,
-        scope: Scope::Base,
-        filter: "(objectClass=*)",
-        attributes,
-        show_deleted: false,
-    };
-    let mut ldap = ldap.clone();
-    let mut stream = ldap
-        .with_timeout(timeout)
-        .streaming_search(dn, Scope::Base, "(objectClass=*)", attributes.to_vec())
-        .await
-        .map_err(|error| search_error(url, &query, error))?;
-
-    let mut found = None;
-    loop {
-        match stream.next().await {
-            Ok(Some(entry)) if !entry.is_ref() && !entry.is_intermediate() => {
-                let entry = decode_entry(entry.0).map_err(|problem| AdError::Search {
-                    base: dn.to_owned(),
-                    detail: format!("the entry cannot be decoded: {}", problem.problem),
-                })?;
-                found = Some(entry);
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(error) => return Err(search_error(url, &query, error)),
-        }
-    }
-    let result = stream.finish().await;
-    check_result(url, &query, &result)?;
-    Ok(found)
-}
-
 /// Turns a finished search's result code into an error that says what to check.
 fn check_result(url: &str, query: &Query<'_>, result: &LdapResult) -> Result<(), AdError> {
     let detail = describe_rc(result.rc, &result.text);
