@@ -11,8 +11,9 @@ SELECT
     lower(e.tenant_id) AS tenant_key,
     lower(e.endpoint_id) AS endpoint_key,
     lower(split_part(e.hostname, '.', 1)) AS host_key,
+    -- A trailing dot (an absolute FQDN) is dropped; a bare 'host.' has no domain.
     CASE WHEN strpos(e.hostname, '.') > 0
-        THEN rtrim(lower(substr(e.hostname, strpos(e.hostname, '.') + 1)), '.')
+        THEN nullif(rtrim(lower(substr(e.hostname, strpos(e.hostname, '.') + 1)), '.'), '')
     END AS fqdn_domain,
     -- A logon is either DOMAIN\user or a UPN, user@suffix.
     CASE WHEN strpos(e.via_login, '\') > 0

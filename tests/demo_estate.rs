@@ -10,9 +10,20 @@ const CORP_HQ: &str = "d2a7e1b4-3c55-4f0e-9a61-0b8c2e7f4a10";
 const LABS: &str = "5b1f0c3e-8a2d-4e6f-9c71-2d4b6a8e0f13";
 const FIELD: &str = "9e3c7a15-4b2f-4d8e-a6c0-1f5e9b3d7a22";
 
-/// Every candidate of the demo, worked out by hand from the fixture files: (tenant, hostname,
-/// decision, reasons, days inactive).
-const EXPECTED: &[(&str, &str, &str, &[&str], Option<i64>)] = &[
+/// (tenant, hostname, decision, reasons, days inactive).
+type Expected = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    Option<i64>,
+);
+
+/// The same, owned, as taken from events.
+type Row = (String, String, String, Vec<String>, Option<i64>);
+
+/// Every candidate of the demo, worked out by hand from the fixture files.
+const EXPECTED: &[Expected] = &[
     // Long gone, builds agree, nobody special: the plain delete.
     (CORP_HQ, "CORP-LT-0101", "delete", &[], Some(76)),
     // Exactly 30 days, in a sub-OU of the Disabled OU: still a candidate.
@@ -121,9 +132,7 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-fn summary_of(
-    events: &[CandidateEvent],
-) -> Vec<(String, String, String, Vec<String>, Option<i64>)> {
+fn summary_of(events: &[CandidateEvent]) -> Vec<Row> {
     let mut rows: Vec<_> = events
         .iter()
         .map(|event| {
@@ -140,7 +149,7 @@ fn summary_of(
     rows
 }
 
-fn expected() -> Vec<(String, String, String, Vec<String>, Option<i64>)> {
+fn expected() -> Vec<Row> {
     let mut rows: Vec<_> = EXPECTED
         .iter()
         .map(|(tenant, host, decision, reasons, days)| {

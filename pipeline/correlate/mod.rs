@@ -121,7 +121,7 @@ pub async fn run_script(
         source: Box::new(source),
     };
 
-    let statements = DFParser::parse_sql(text).map_err(|e| fail(e.into()))?;
+    let statements = DFParser::parse_sql(text).map_err(fail)?;
     let mut last = Vec::new();
     for statement in statements {
         let plan = ctx
@@ -272,4 +272,224 @@ fn policy_tables(config: &Config, as_of: DateTime<Utc>) -> Vec<(&'static str, Re
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::inputs::{InputPlan, Source};
+    use crate::output;
+
+    const CONFIG: &str = r#"
+        as_of = "2026-12-01T00:00:00Z"
+        [policy]
+        disabled_ous = ["OU=Disabled,DC=corp,DC=test"]
+        vip_groups = ["CN=VIP,DC=corp,DC=test"]
+        [[domains]]
+        dns = "corp.test"
+        netbios = "CORP"
+        tenants = ["T1"]
+        upn_suffixes = ["corp.example.com"]
+    "#;
+
+    fn memory(name: &str, text: &str) -> Source {
+        Source::Memory {
+            name: name.to_owned(),
+            bytes: Arc::from(text.as_bytes()),
+        }
+    }
+
+    /// Endpoints given as (tenant, hostname, lastSeenAt, viaLogin), against an LDIF, returned
+    /// as (hostname, decision, reasons) sorted by hostname.
+    async fn decide(
+        endpoints: &[(&str, &str, Option<&str>, Option<&str>)],
+        ldif: &str,
+    ) -> Vec<(String, String, Vec<String>)> {
+        let items: Vec<String> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(index, (tenant, host, seen, login))| {
+                let mut item = serde_json::json!({
+                    "id": format!("e{index}"),
+                    "tenant": {"id": tenant},
+                    "hostname": host,
+                    "os": {"build": 19045},
+                });
+                if let Some(seen) = seen {
+                    item["lastSeenAt"] = (*seen).into();
+                }
+                if let Some(login) = login {
+                    item["associatedPerson"] = serde_json::json!({"viaLogin": login});
+                }
+                item.to_string()
+            })
+            .collect();
+        let page = format!("{{\"items\": [{}]}}", items.join(","));
+
+        let plan = InputPlan {
+            central: vec![memory("pages/page-1.json", &page)],
+            ldif: vec![memory("corp.ldif", ldif)],
+            actions: None,
+        };
+        let config = Config::parse(CONFIG, Path::new("test.toml"), Path::new(".")).unwrap();
+        let estate = Estate::load(&plan).unwrap();
+        assert!(estate.rejects.is_empty(), "{:?}", estate.rejects);
+
+        let as_of = config.as_of.unwrap();
+        let ctx = session(&estate, &config, as_of).await.unwrap();
+        let events = output::events(&candidates(&ctx).await.unwrap(), as_of).unwrap();
+        let mut rows: Vec<_> = events
+            .into_iter()
+            .map(|e| (e.hostname.unwrap_or_default(), e.decision, e.reasons))
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    fn computer(name: &str, ou: &str) -> String {
+        format!(
+            "dn: CN={name},{ou},DC=corp,DC=test\nobjectClass: computer\ncn: {name}\n\
+             sAMAccountName: {name}$\noperatingSystemVersion: 10.0 (19045)\n\n"
+        )
+    }
+
+    const OLD: Option<&str> = Some("2026-09-01T00:00:00Z");
+
+    fn row(host: &str, decision: &str, reasons: &[&str]) -> (String, String, Vec<String>) {
+        let reasons = reasons.iter().map(|r| r.to_string()).collect();
+        (host.to_owned(), decision.to_owned(), reasons)
+    }
+
+    #[tokio::test]
+    async fn fqdn_suffix_wins_and_a_trailing_dot_is_dropped() {
+        let ldif = computer("WS-1", "OU=Disabled") + &computer("WS-2", "OU=Disabled");
+        let rows = decide(
+            &[
+                // An unmapped tenant, but the FQDN names the domain, with a trailing dot.
+                ("T9", "ws-1.corp.test.", OLD, None),
+                // A mapped tenant whose endpoint's FQDN names another domain: no match.
+                ("T1", "ws-2.other.test", OLD, None),
+            ],
+            &ldif,
+        )
+        .await;
+        assert_eq!(rows, vec![row("ws-1.corp.test.", "delete", &[])]);
+    }
+
+    #[tokio::test]
+    async fn logons_name_the_domain_in_either_form() {
+        let ldif = computer("WS-1", "OU=Disabled")
+            + &computer("WS-2", "OU=Disabled")
+            + &computer("WS-3", "OU=Disabled")
+            + &computer("WS-4", "OU=Disabled");
+        let rows = decide(
+            &[
+                ("T9", "WS-1", OLD, Some(r"corp\someone")),
+                ("T9", "WS-2", OLD, Some("someone@CORP.TEST")),
+                ("T9", "WS-3", OLD, Some("someone@corp.example.com")),
+                ("T9", "WS-4", OLD, Some("someone@elsewhere.test")),
+            ],
+            &ldif,
+        )
+        .await;
+        assert_eq!(
+            rows,
+            vec![
+                row("WS-1", "delete", &[]),
+                row("WS-2", "delete", &[]),
+                row("WS-3", "delete", &[]),
+                row("WS-4", "manual_review", &["domain_unknown"]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_15_character_rule_runs_one_way_only() {
+        let ldif = computer("LAPTOP-FINANCE0", "OU=Disabled") + &computer("SHORT", "OU=Disabled");
+        let rows = decide(
+            &[
+                ("T1", "LAPTOP-FINANCE01", OLD, None),
+                ("T1", "LAPTOP-FINANCE0", OLD, None),
+                // A 15-character endpoint does not meet a longer computer name.
+                ("T1", "SHORTER", OLD, None),
+            ],
+            &ldif,
+        )
+        .await;
+        // Both endpoints meet the one computer, so each is a duplicate of the other.
+        assert_eq!(
+            rows,
+            vec![
+                row("LAPTOP-FINANCE0", "manual_review", &["duplicate_hostname"]),
+                row("LAPTOP-FINANCE01", "manual_review", &["duplicate_hostname"]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn vip_membership_through_member_of_and_upn() {
+        let ldif = computer("WS-1", "OU=Disabled")
+            + "dn: CN=VIP,DC=corp,DC=test\nobjectClass: group\n\n\
+               dn: CN=Boss,OU=Users,DC=corp,DC=test\nobjectClass: user\n\
+               sAMAccountName: boss\nuserPrincipalName: b.oss@corp.example.com\n\
+               memberOf: CN=VIP,DC=corp,DC=test\n\n";
+        let rows = decide(
+            &[("T1", "WS-1", OLD, Some("b.oss@corp.example.com"))],
+            &ldif,
+        )
+        .await;
+        assert_eq!(rows, vec![row("WS-1", "manual_review", &["vip_user"])]);
+    }
+
+    #[tokio::test]
+    async fn a_retired_computer_below_a_sub_ou_counts_and_a_lookalike_does_not() {
+        // WS-3's name ends in ",OU=Disabled", escaped in its DN; its host key still meets the
+        // endpoint's, but it lives in Workstations.
+        let ldif = computer("WS-1", "OU=2026,OU=Disabled")
+            + &computer("WS-2", "OU=Not Disabled")
+            + "dn: CN=WS-3\\,OU=Disabled,OU=Workstations,DC=corp,DC=test\nobjectClass: computer\n\
+               cn: WS-3,OU=Disabled\n\n";
+        let rows = decide(
+            &[
+                ("T1", "WS-1", OLD, None),
+                ("T1", "WS-2", OLD, None),
+                ("T1", "WS-3,OU=Disabled", OLD, None),
+            ],
+            &ldif,
+        )
+        .await;
+        assert_eq!(rows, vec![row("WS-1", "delete", &[])]);
+    }
+
+    #[tokio::test]
+    async fn the_same_endpoint_twice_is_one_candidate() {
+        let ldif = computer("WS-1", "OU=Disabled");
+        let page = |seen: &str| {
+            format!(
+                "{{\"items\": [{{\"id\": \"E1\", \"tenant\": {{\"id\": \"T1\"}}, \
+                 \"hostname\": \"WS-1\", \"os\": {{\"build\": 19045}}, \"lastSeenAt\": \"{seen}\"}}]}}"
+            )
+        };
+        let plan = InputPlan {
+            central: vec![
+                memory("a/page-1.json", &page("2026-08-01T00:00:00Z")),
+                memory("b/page-1.json", &page("2026-09-01T00:00:00Z")),
+            ],
+            ldif: vec![memory("corp.ldif", &ldif), memory("copy.ldif", &ldif)],
+            actions: None,
+        };
+        let config = Config::parse(CONFIG, Path::new("test.toml"), Path::new(".")).unwrap();
+        let estate = Estate::load(&plan).unwrap();
+        let as_of = config.as_of.unwrap();
+        let ctx = session(&estate, &config, as_of).await.unwrap();
+        let events = output::events(&candidates(&ctx).await.unwrap(), as_of).unwrap();
+
+        // One event, from the later record, with no duplicate or multiple-computer reason.
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].decision, "delete");
+        assert_eq!(events[0].days_inactive, Some(91));
+    }
 }

@@ -331,14 +331,14 @@ fn write_tenant(
     let owners: Vec<usize> = (0..tenant.endpoints)
         .map(|_| rng.random_range(0..users))
         .collect();
-    for index in 0..tenant.endpoints {
+    for (index, &owner) in owners.iter().enumerate() {
         let machine_index = if index < machine_count {
             index
         } else {
             rng.random_range(0..machine_count)
         };
         let machine = &machines[machine_index];
-        let endpoint = endpoint(tenant, machine, owners[index], &mut rng, as_of);
+        let endpoint = endpoint(tenant, machine, owner, &mut rng, as_of);
 
         if machine.retired {
             let roll: f64 = rng.random();

@@ -189,9 +189,8 @@ fn parse_block(file: &str, block: &Block) -> BlockTables {
     let mut tables = BlockTables::default();
     let mut lines: Vec<&[u8]> = Vec::new();
     let mut entry_line = block.first_line;
-    let mut line_number = block.first_line;
-
-    for raw in block.bytes.split(|&byte| byte == b'\n') {
+    let lines_of_block = (block.first_line..).zip(block.bytes.split(|&byte| byte == b'\n'));
+    for (line_number, raw) in lines_of_block {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.is_empty() {
             if !lines.is_empty() {
@@ -204,7 +203,6 @@ fn parse_block(file: &str, block: &Block) -> BlockTables {
             }
             lines.push(line);
         }
-        line_number += 1;
     }
     if !lines.is_empty() {
         tables.add_entry(file, entry_line, &lines);
