@@ -31,6 +31,10 @@ pub struct Config {
     #[serde(default)]
     pub central: Option<crate::central::CentralConfig>,
 
+    /// How `collect ad` reaches the domain controller.
+    #[serde(default)]
+    pub ad: Option<crate::ad::AdConfig>,
+
     /// Evaluate as of this instant instead of now. Fixtures and replays pin it so that their
     /// results do not drift as days pass; `--as-of` overrides it.
     #[serde(default)]
@@ -195,6 +199,7 @@ impl Config {
         if let Some(central) = &mut self.central {
             central.resolve_paths(&resolve);
         }
+        self.ad.iter_mut().for_each(|ad| ad.resolve_paths(base));
     }
 
     /// Catches what TOML types alone cannot: DNs that do not parse, a tenant given to two
@@ -204,6 +209,9 @@ impl Config {
             central.check()?;
         }
 
+        self.ad
+            .as_ref()
+            .map_or(Ok(()), crate::ad::AdConfig::check)?;
         for dn in self
             .policy
             .disabled_ous

@@ -5,6 +5,7 @@
 //! log into Arrow batches, `correlate` joins them with the SQL in `queries/`, `output` turns the
 //! candidates into SIEM events, and `generate` builds synthetic estates for tests and benches.
 
+pub mod ad;
 pub mod central;
 pub mod config;
 pub mod correlate;

@@ -52,7 +52,7 @@ enum Command {
     /// same seed always gives the same files.
     Generate(GenerateArgs),
 
-    /// Fetch inputs from their live sources into the files `run` reads.
+    /// Fetch inputs from their live sources into the files `run` reads (or change records).
     Collect {
         #[command(subcommand)]
         source: CollectSource,
@@ -75,6 +75,9 @@ enum CollectSource {
     /// status: 0 when every tenant is complete, 2 when some tenant failed (its manifest says
     /// why), 1 when nothing could be collected.
     Central(lastseen::central::collect::CentralCollectArgs),
+
+    // The help text is the doc comment of `CollectArgs`, next to the code it describes.
+    Ad(lastseen::ad::CollectArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,7 +186,13 @@ async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
             let correlation = run::correlate(&setup, args.as_of).await?;
             let text = match args.query {
                 Some(query) => query,
-                None => std::io::read_to_string(std::io::stdin())?,
+                None => {
+                    use std::io::IsTerminal;
+                    if std::io::stdin().is_terminal() {
+                        eprintln!("Reading SQL from standard input; end it with Ctrl-D.");
+                    }
+                    std::io::read_to_string(std::io::stdin())?
+                }
             };
             lastseen::sql::print(&correlation.ctx, &text).await?;
             Ok(ExitCode::SUCCESS)
@@ -203,6 +212,12 @@ async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::Collect {
             source: CollectSource::Central(args),
         } => lastseen::central::collect::run(args).await,
+        Command::Collect {
+            source: CollectSource::Ad(args),
+        } => {
+            lastseen::ad::run_collect(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate {
             service: SimulateService::Central(args),
         } => lastseen::central::simulator::run(*args).await,
