@@ -31,6 +31,10 @@ pub struct Config {
     #[serde(default)]
     pub ad: Option<crate::ad::AdConfig>,
 
+    /// How `collect central` reaches Sophos Central, and where it writes.
+    #[serde(default)]
+    pub central: Option<crate::central::CentralConfig>,
+
     /// Evaluate as of this instant instead of now. Fixtures and replays pin it so that their
     /// results do not drift as days pass; `--as-of` overrides it.
     #[serde(default)]
@@ -193,6 +197,9 @@ impl Config {
         self.inputs.actions.iter_mut().for_each(resolve);
         resolve(&mut self.output.path);
         self.ad.iter_mut().for_each(|ad| ad.resolve_paths(base));
+        if let Some(central) = &mut self.central {
+            central.resolve_paths(&resolve);
+        }
     }
 
     /// Catches what TOML types alone cannot: DNs that do not parse, a tenant given to two
@@ -201,6 +208,10 @@ impl Config {
         self.ad
             .as_ref()
             .map_or(Ok(()), crate::ad::AdConfig::check)?;
+        if let Some(central) = &self.central {
+            central.check()?;
+        }
+
         for dn in self
             .policy
             .disabled_ous

@@ -6,6 +6,7 @@
 //! candidates into SIEM events, and `generate` builds synthetic estates for tests and benches.
 
 pub mod ad;
+pub mod central;
 pub mod config;
 pub mod correlate;
 pub mod demo;

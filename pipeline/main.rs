@@ -52,10 +52,16 @@ enum Command {
     /// same seed always gives the same files.
     Generate(GenerateArgs),
 
-    /// Read a source system into the files `run` reads, or into change records.
+    /// Fetch inputs from their live sources into the files `run` reads.
     Collect {
         #[command(subcommand)]
         source: CollectSource,
+    },
+
+    /// Serve a recorded or generated estate as a live API, to rehearse against.
+    Simulate {
+        #[command(subcommand)]
+        service: SimulateService,
     },
 }
 
@@ -63,6 +69,24 @@ enum Command {
 enum CollectSource {
     // The help text is the doc comment of `CollectArgs`, next to the code it describes.
     Ad(lastseen::ad::CollectArgs),
+
+    /// Every reachable Sophos Central tenant's endpoint list, page by page.
+    ///
+    /// Credentials come from LASTSEEN_CENTRAL_CLIENT_ID and LASTSEEN_CENTRAL_CLIENT_SECRET, or
+    /// from the files the config's [central] section names. Each tenant gets a folder of
+    /// page-NNNNN.json files and a manifest.json saying whether its snapshot is complete. Exit
+    /// status: 0 when every tenant is complete, 2 when some tenant failed (its manifest says
+    /// why), 1 when nothing could be collected.
+    Central(lastseen::central::collect::CentralCollectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SimulateService {
+    /// The Sophos Central API (token, whoami, tenants, endpoints) on 127.0.0.1.
+    ///
+    /// Prints its base URL on standard output, then serves until interrupted. Point
+    /// `central.auth_url` at <URL>/api/v2/oauth2/token and `central.global_url` at <URL>.
+    Central(Box<lastseen::central::simulator::SimulateCentralArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,7 +186,13 @@ async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
             let correlation = run::correlate(&setup, args.as_of).await?;
             let text = match args.query {
                 Some(query) => query,
-                None => std::io::read_to_string(std::io::stdin())?,
+                None => {
+                    use std::io::IsTerminal;
+                    if std::io::stdin().is_terminal() {
+                        eprintln!("Reading SQL from standard input; end it with Ctrl-D.");
+                    }
+                    std::io::read_to_string(std::io::stdin())?
+                }
             };
             lastseen::sql::print(&correlation.ctx, &text).await?;
             Ok(ExitCode::SUCCESS)
@@ -185,5 +215,11 @@ async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
             lastseen::ad::run_collect(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Collect {
+            source: CollectSource::Central(args),
+        } => lastseen::central::collect::run(args).await,
+        Command::Simulate {
+            service: SimulateService::Central(args),
+        } => lastseen::central::simulator::run(*args).await,
     }
 }

@@ -12,7 +12,7 @@ SELECT * FROM (
         r.computers,
         row_number() OVER (
             PARTITION BY e.tenant_key, e.endpoint_key
-            ORDER BY e.last_seen_at DESC NULLS LAST
+            ORDER BY e.last_seen_at DESC NULLS LAST, e.hostname, e.via_login, e.os_build
         ) AS copy
     FROM endpoint_domains e
     JOIN retired_matches r ON r.tenant_key = e.tenant_key AND r.endpoint_key = e.endpoint_key
@@ -20,13 +20,15 @@ SELECT * FROM (
 WHERE copy = 1;
 
 -- The retired computers as evidence; a computer found in two exports counts once, with its
--- latest change.
+-- latest change (ties broken on fixed columns, so every run picks the same one).
 CREATE VIEW computer_evidence AS
 SELECT * FROM (
     SELECT
         c.*,
-        row_number() OVER (PARTITION BY c.dn_norm ORDER BY c.when_changed DESC NULLS LAST)
-            AS copy
+        row_number() OVER (
+            PARTITION BY c.dn_norm
+            ORDER BY c.when_changed DESC NULLS LAST, c.object_guid, c.dn
+        ) AS copy
     FROM computers c
     JOIN (SELECT DISTINCT dn_norm FROM matched_endpoints) m ON m.dn_norm = c.dn_norm
 )

@@ -40,15 +40,30 @@ LEFT JOIN tenant_domains t ON t.tenant_id = h.tenant_key
 LEFT JOIN domains n ON n.netbios = h.login_netbios
 LEFT JOIN upn_suffixes u ON u.suffix = h.login_upn_suffix;
 
+-- One row per distinct key of a computer. The three names usually agree, so each later name
+-- is kept only where it differs from the earlier ones: no table-wide deduplication needed.
+CREATE VIEW computer_names AS
+SELECT
+    dn_norm,
+    domain,
+    nullif(lower(cn), '') AS cn_key,
+    nullif(lower(rtrim(sam_account_name, '$')), '') AS sam_key,
+    nullif(lower(split_part(dns_host_name, '.', 1)), '') AS dns_key
+FROM computers;
+
 CREATE VIEW computer_keys AS
-SELECT dn_norm, domain, lower(cn) AS host_key
-FROM computers WHERE cn IS NOT NULL
-UNION
-SELECT dn_norm, domain, lower(rtrim(sam_account_name, '$')) AS host_key
-FROM computers WHERE sam_account_name IS NOT NULL
-UNION
-SELECT dn_norm, domain, lower(split_part(dns_host_name, '.', 1)) AS host_key
-FROM computers WHERE dns_host_name IS NOT NULL;
+SELECT dn_norm, domain, cn_key AS host_key
+FROM computer_names WHERE cn_key IS NOT NULL
+UNION ALL
+SELECT dn_norm, domain, sam_key AS host_key
+FROM computer_names
+WHERE sam_key IS NOT NULL AND (sam_key IS DISTINCT FROM cn_key)
+UNION ALL
+SELECT dn_norm, domain, dns_key AS host_key
+FROM computer_names
+WHERE dns_key IS NOT NULL
+    AND (dns_key IS DISTINCT FROM cn_key)
+    AND (dns_key IS DISTINCT FROM sam_key);
 
 -- Every (endpoint, computer) pair that meets. An endpoint with no domain meets a computer of
 -- any domain; the policy then asks for review. Kept as a table: three later steps read it,

@@ -302,7 +302,8 @@ fn write_tenant(
             let long = rng.random_bool(0.05);
             let name = if long {
                 let department = DEPARTMENTS[index % DEPARTMENTS.len()];
-                format!("LAPTOP-{department}{index:06}")
+                // Unique within its first 15 characters, as AD requires of the cut name.
+                format!("LT-{index:06}-{department}-LAPTOP")
             } else {
                 format!("{}-WS-{index:06}", tenant.netbios())
             };

@@ -8,10 +8,35 @@
 
 use std::fmt::Write;
 
+/// What the readers need of a DN, from one parse: its canonical form, its domain and the value
+/// of its first RDN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnParts {
+    pub canonical: String,
+    pub domain: Option<String>,
+    pub first_value: Option<String>,
+}
+
+/// Parses `dn` once for [`normalize`], [`domain_of`] and [`first_value`] together.
+pub fn analyze(dn: &str) -> Result<DnParts, String> {
+    let rdns = parse(dn)?;
+    Ok(DnParts {
+        canonical: canonical(&rdns, dn.len()),
+        domain: domain_from(&rdns),
+        first_value: rdns
+            .first()
+            .and_then(|rdn| rdn.first())
+            .map(|(_, value)| value.clone()),
+    })
+}
+
 /// Parses `dn` and returns its canonical form, or why it does not parse.
 pub fn normalize(dn: &str) -> Result<String, String> {
-    let rdns = parse(dn)?;
-    let mut out = String::with_capacity(dn.len());
+    Ok(canonical(&parse(dn)?, dn.len()))
+}
+
+fn canonical(rdns: &[Rdn], capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
     for (index, rdn) in rdns.iter().enumerate() {
         if index > 0 {
             out.push(',');
@@ -25,13 +50,16 @@ pub fn normalize(dn: &str) -> Result<String, String> {
             escape_into(&mut out, value);
         }
     }
-    Ok(out)
+    out
 }
 
 /// The DNS domain named by the `DC=` parts of a DN, lower-cased: `CN=x,DC=Corp,DC=Test` gives
 /// `corp.test`. `None` when the DN has no `DC=` part.
 pub fn domain_of(dn: &str) -> Option<String> {
-    let rdns = parse(dn).ok()?;
+    domain_from(&parse(dn).ok()?)
+}
+
+fn domain_from(rdns: &[Rdn]) -> Option<String> {
     let labels: Vec<&str> = rdns
         .iter()
         .flat_map(|rdn| rdn.iter())

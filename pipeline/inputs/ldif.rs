@@ -22,10 +22,10 @@ use rayon::prelude::*;
 use super::{InputError, InputKind, Reject, Source, dn, schema, time};
 
 /// Bytes read per block before it is cut at the last entry boundary.
-const BLOCK_BYTES: usize = 8 << 20;
+const BLOCK_BYTES: usize = 2 << 20;
 
-/// Blocks parsed at once; bounds memory to a few blocks whatever the file size.
-const BLOCKS_IN_FLIGHT: usize = 4;
+/// Blocks parsed at once; bounds memory to a few dozen megabytes whatever the file size.
+const BLOCKS_IN_FLIGHT: usize = 16;
 
 /// What the reader made of a set of LDIF exports.
 #[derive(Debug, Default)]
@@ -41,19 +41,34 @@ pub struct DirectoryInput {
     pub passed_over: usize,
 }
 
-/// Reads every export in `sources`.
+/// Reads every export in `sources`. Blocks from all files share the cores, so a directory
+/// exported as many small files reads as fast as one large one.
 pub fn read(sources: &[Source]) -> Result<DirectoryInput, InputError> {
     let mut input = DirectoryInput::default();
+    let mut pending: Vec<(String, Block)> = Vec::with_capacity(BLOCKS_IN_FLIGHT);
+
     for source in sources {
-        read_source(source, &mut input)?;
+        let name = source.name();
+        let mut blocks = Blocks::new(open(source)?);
+        loop {
+            let block = blocks.next_block().map_err(|error| InputError::Read {
+                path: name.clone().into(),
+                source: error,
+            })?;
+            let Some(block) = block else { break };
+            pending.push((name.clone(), block));
+            if pending.len() == BLOCKS_IN_FLIGHT {
+                parse_blocks(&mut pending, &mut input);
+            }
+        }
         input.files += 1;
     }
+    parse_blocks(&mut pending, &mut input);
     Ok(input)
 }
 
-fn read_source(source: &Source, input: &mut DirectoryInput) -> Result<(), InputError> {
-    let name = source.name();
-    let reader: Box<dyn Read> = match source {
+fn open(source: &Source) -> Result<Box<dyn Read>, InputError> {
+    Ok(match source {
         Source::File(path) => Box::new(std::fs::File::open(path).map_err(
             |error| match error.kind() {
                 std::io::ErrorKind::NotFound => InputError::Missing { path: path.clone() },
@@ -65,40 +80,25 @@ fn read_source(source: &Source, input: &mut DirectoryInput) -> Result<(), InputE
         )?),
         Source::Embedded { bytes, .. } => Box::new(*bytes),
         Source::Memory { bytes, .. } => Box::new(std::io::Cursor::new(bytes.clone())),
-    };
+    })
+}
 
-    let mut blocks = Blocks::new(reader);
-    loop {
-        let mut batch = Vec::with_capacity(BLOCKS_IN_FLIGHT);
-        while batch.len() < BLOCKS_IN_FLIGHT {
-            match blocks.next_block() {
-                Ok(Some(block)) => batch.push(block),
-                Ok(None) => break,
-                Err(source) => {
-                    return Err(InputError::Read {
-                        path: name.clone().into(),
-                        source,
-                    });
-                }
-            }
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
+/// Parses the pending blocks on all cores and appends their tables in file order.
+fn parse_blocks(pending: &mut Vec<(String, Block)>, input: &mut DirectoryInput) {
+    let parts: Vec<BlockTables> = pending
+        .par_iter()
+        .map(|(name, block)| parse_block(name, block))
+        .collect();
+    pending.clear();
 
-        let parts: Vec<BlockTables> = batch
-            .par_iter()
-            .map(|block| parse_block(&name, block))
-            .collect();
-        for part in parts {
-            input.entries += part.entries;
-            input.passed_over += part.passed_over;
-            input.rejects.extend(part.rejects);
-            input.computers.push(part.computers.finish());
-            input.users.push(part.users.finish());
-            input.groups.push(part.groups.finish());
-            input.memberships.push(part.memberships.finish());
-        }
+    for part in parts {
+        input.entries += part.entries;
+        input.passed_over += part.passed_over;
+        input.rejects.extend(part.rejects);
+        input.computers.push(part.computers.finish());
+        input.users.push(part.users.finish());
+        input.groups.push(part.groups.finish());
+        input.memberships.push(part.memberships.finish());
     }
 }
 
@@ -283,8 +283,8 @@ impl BlockTables {
             return Ok(());
         };
 
-        let dn_norm = dn::normalize(&entry.dn).map_err(|e| (Some("dn".into()), e))?;
-        let domain = dn::domain_of(&entry.dn);
+        let parts = dn::analyze(&entry.dn).map_err(|e| (Some("dn".into()), e))?;
+        let (dn_norm, domain) = (parts.canonical, parts.domain);
         let guid = match &entry.object_guid {
             Some(bytes) => Some(guid_text(bytes)?),
             None => None,
@@ -303,9 +303,10 @@ impl BlockTables {
         }
 
         match kind {
-            Kind::Computer => self
-                .computers
-                .append(entry, &dn_norm, domain.as_deref(), guid)?,
+            Kind::Computer => {
+                let names = (dn_norm.as_str(), domain.as_deref(), parts.first_value);
+                self.computers.append(entry, names, guid)?
+            }
             Kind::User => self.users.append(entry, &dn_norm, domain.as_deref(), guid),
             Kind::Group => self.groups.append(entry, &dn_norm, domain.as_deref(), guid),
         }
@@ -523,11 +524,11 @@ struct ComputerColumns {
 }
 
 impl ComputerColumns {
+    /// `names` is the canonical DN, the domain and the first RDN's value, from one parse.
     fn append(
         &mut self,
         entry: &Entry<'_>,
-        dn_norm: &str,
-        domain: Option<&str>,
+        (dn_norm, domain, first_value): (&str, Option<&str>, Option<String>),
         guid: Option<String>,
     ) -> Result<(), EntryError> {
         // Every fallible conversion comes first, so a rejected entry leaves no partial row.
@@ -552,11 +553,7 @@ impl ComputerColumns {
             Some(managed_by) => Some(dn::normalize(managed_by).map_err(field("managedBy"))?),
             None => None,
         };
-        let cn = entry
-            .cn
-            .clone()
-            .map(Cow::into_owned)
-            .or_else(|| dn::first_value(&entry.dn));
+        let cn = entry.cn.clone().map(Cow::into_owned).or(first_value);
 
         self.dn.append_value(&entry.dn);
         self.dn_norm.append_value(dn_norm);
