@@ -27,13 +27,13 @@ pub struct Config {
     #[serde(default)]
     pub output: Output,
 
-    /// How `collect ad` reaches the domain controller.
-    #[serde(default)]
-    pub ad: Option<crate::ad::AdConfig>,
-
     /// How `collect central` reaches Sophos Central, and where it writes.
     #[serde(default)]
     pub central: Option<crate::central::CentralConfig>,
+
+    /// How `collect ad` reaches the domain controller.
+    #[serde(default)]
+    pub ad: Option<crate::ad::AdConfig>,
 
     /// Evaluate as of this instant instead of now. Fixtures and replays pin it so that their
     /// results do not drift as days pass; `--as-of` overrides it.
@@ -196,22 +196,22 @@ impl Config {
         self.inputs.ldif.iter_mut().for_each(resolve);
         self.inputs.actions.iter_mut().for_each(resolve);
         resolve(&mut self.output.path);
-        self.ad.iter_mut().for_each(|ad| ad.resolve_paths(base));
         if let Some(central) = &mut self.central {
             central.resolve_paths(&resolve);
         }
+        self.ad.iter_mut().for_each(|ad| ad.resolve_paths(base));
     }
 
     /// Catches what TOML types alone cannot: DNs that do not parse, a tenant given to two
     /// domains, a domain named twice.
     fn check(&self) -> Result<(), String> {
-        self.ad
-            .as_ref()
-            .map_or(Ok(()), crate::ad::AdConfig::check)?;
         if let Some(central) = &self.central {
             central.check()?;
         }
 
+        self.ad
+            .as_ref()
+            .map_or(Ok(()), crate::ad::AdConfig::check)?;
         for dn in self
             .policy
             .disabled_ous

@@ -52,7 +52,7 @@ enum Command {
     /// same seed always gives the same files.
     Generate(GenerateArgs),
 
-    /// Fetch inputs from their live sources into the files `run` reads.
+    /// Fetch inputs from their live sources into the files `run` reads (or change records).
     Collect {
         #[command(subcommand)]
         source: CollectSource,
@@ -67,9 +67,6 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum CollectSource {
-    // The help text is the doc comment of `CollectArgs`, next to the code it describes.
-    Ad(lastseen::ad::CollectArgs),
-
     /// Every reachable Sophos Central tenant's endpoint list, page by page.
     ///
     /// Credentials come from LASTSEEN_CENTRAL_CLIENT_ID and LASTSEEN_CENTRAL_CLIENT_SECRET, or
@@ -78,6 +75,9 @@ enum CollectSource {
     /// status: 0 when every tenant is complete, 2 when some tenant failed (its manifest says
     /// why), 1 when nothing could be collected.
     Central(lastseen::central::collect::CentralCollectArgs),
+
+    // The help text is the doc comment of `CollectArgs`, next to the code it describes.
+    Ad(lastseen::ad::CollectArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,14 +210,14 @@ async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Collect {
+            source: CollectSource::Central(args),
+        } => lastseen::central::collect::run(args).await,
+        Command::Collect {
             source: CollectSource::Ad(args),
         } => {
             lastseen::ad::run_collect(args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Collect {
-            source: CollectSource::Central(args),
-        } => lastseen::central::collect::run(args).await,
         Command::Simulate {
             service: SimulateService::Central(args),
         } => lastseen::central::simulator::run(*args).await,
