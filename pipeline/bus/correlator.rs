@@ -1,0 +1,635 @@
+//! `lastseen correlate`: the streaming correlator.
+//!
+//! It reads the input topics into [`State`], runs the same SQL as `lastseen run` once a
+//! tenant's snapshot completes (after input settles for `settle_ms`, so a burst of tenants
+//! costs one correlation) or every `correlate_interval_secs`, and produces the candidate
+//! events of the tenants concerned onto the SIEM topic, keyed by endpoint id.
+//!
+//! How instances share the work: the Central topic is consumed in the consumer group, so
+//! each instance owns some partitions and with them some tenants; the AD and action topics
+//! are read whole by every instance, since any tenant's decision may need any of it.
+//!
+//! Delivery is at least once. Central offsets are committed only after every candidate event
+//! (and dead letter) the records caused was acknowledged. State is rebuilt on start and on
+//! every partition assignment by reading the topics from the beginning (they are
+//! time-retained, not compacted: their keys are tenants and domains, not objects); records
+//! below the group's committed offset only rebuild state, records above it cause events
+//! again. A repeat carries the same `event_id`. A correlation waits until the AD and action
+//! readers have caught up, so no tenant is judged against a half-read directory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use super::kafka::{KafkaBus, client_config, in_record};
+use super::metrics::Metrics;
+use super::state::{Applied, State};
+use super::{BusError, InFlight, InRecord, KafkaConfig, OutRecord, Topics, dlq};
+use crate::config::Config;
+use crate::output::CandidateEvent;
+use crate::{correlate, output};
+
+/// The `stage` header of dead letters from this stage.
+pub const STAGE: &str = "correlate";
+
+/// Timeout of the broker calls made between records (watermarks, commits).
+const BROKER_CALL: Duration = Duration::from_secs(10);
+
+/// Events in flight to the candidates topic at once.
+const IN_FLIGHT: usize = 50_000;
+
+/// What the correlator runs with.
+pub struct Options {
+    /// Policy and domains, as for `lastseen run`.
+    pub config: Config,
+    pub kafka: KafkaConfig,
+    /// Evaluate as of this instant instead of now.
+    pub as_of: Option<DateTime<Utc>>,
+    pub metrics: Arc<Metrics>,
+    /// Stop once everything readable was read and correlated (tests and benchmarks).
+    pub stop_when_idle: bool,
+}
+
+/// What a correlator did before it stopped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub records_in: u64,
+    pub dead_letters: u64,
+    pub correlations: u64,
+    pub events_out: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CorrelatorError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+
+    #[error("cannot build the estate from state: {0}")]
+    Input(#[from] crate::inputs::InputError),
+
+    #[error("correlation failed: {0}")]
+    Correlate(#[from] correlate::CorrelateError),
+
+    #[error("cannot turn candidates into events: {0}")]
+    Output(#[from] output::OutputError),
+
+    #[error("Kafka {operation}: {source}")]
+    Kafka {
+        operation: &'static str,
+        source: KafkaError,
+    },
+}
+
+/// Correlates the current state and returns the candidate events, as `lastseen run` would on
+/// the same data.
+pub async fn correlate_state(
+    state: &State,
+    config: &Config,
+    as_of: DateTime<Utc>,
+) -> Result<Vec<CandidateEvent>, CorrelatorError> {
+    let estate = state.estate()?;
+    let ctx = correlate::session(&estate, config, as_of).await?;
+    let batches = correlate::candidates(&ctx).await?;
+    Ok(output::events(&batches, as_of)?)
+}
+
+/// A change of the group's assignment, handed from librdkafka's callback to the loop.
+#[derive(Debug)]
+enum GroupEvent {
+    /// Partitions now ours, with the offset below which outputs were already acknowledged.
+    Assigned(Vec<(i32, i64)>),
+    Revoked(Vec<i32>),
+}
+
+/// Rebalance handling: an assigned partition is read from its beginning to rebuild its
+/// tenants, and its committed offset is remembered to tell replay from new input.
+#[derive(Default)]
+struct GroupContext {
+    events: Mutex<Vec<GroupEvent>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let numbers: Vec<i32> = partitions
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let committed = match consumer.committed_offsets(partitions.clone(), BROKER_CALL) {
+                    Ok(committed) => committed.to_topic_map(),
+                    Err(error) => {
+                        warn!(%error, "Cannot read committed offsets; every snapshot of the \
+                            assigned partitions will be emitted again.");
+                        HashMap::new()
+                    }
+                };
+                let mut from_start = TopicPartitionList::new();
+                let mut assigned = Vec::new();
+                for element in partitions.elements() {
+                    let key = (element.topic().to_owned(), element.partition());
+                    let replay_until = match committed.get(&key) {
+                        Some(Offset::Offset(offset)) => *offset,
+                        _ => 0,
+                    };
+                    assigned.push((element.partition(), replay_until));
+                    let _ = from_start.add_partition_offset(
+                        element.topic(),
+                        element.partition(),
+                        Offset::Beginning,
+                    );
+                }
+
+                let result = if cooperative {
+                    consumer.incremental_assign(&from_start)
+                } else {
+                    consumer.assign(&from_start)
+                };
+                if let Err(error) = result {
+                    error!(%error, "Cannot take the assigned partitions.");
+                }
+                info!(partitions = ?numbers, "Partitions assigned; rebuilding their tenants.");
+                self.push(GroupEvent::Assigned(assigned));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let result = if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(error) = result {
+                    warn!(%error, "Cannot release the revoked partitions.");
+                }
+                info!(partitions = ?numbers, "Partitions revoked; dropping their tenants.");
+                self.push(GroupEvent::Revoked(numbers));
+            }
+            other => {
+                warn!(error = ?other, "Rebalance failed; releasing every partition.");
+                let _ = consumer.unassign();
+                self.push(GroupEvent::Revoked(numbers));
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    fn push(&self, event: GroupEvent) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+    }
+
+    fn take(&self) -> Vec<GroupEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// One Central partition this instance owns.
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    /// Records below this offset were correlated and their events acknowledged before.
+    replay_until: i64,
+    /// The next offset to read: one past the last record applied.
+    next: i64,
+}
+
+/// Runs until `shutdown` resolves (or, with `stop_when_idle`, until there is nothing left).
+pub async fn run(
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Summary, CorrelatorError> {
+    let kafka = &options.kafka;
+    let topics = kafka.topics();
+    let metrics = options.metrics.clone();
+
+    let group: StreamConsumer<GroupContext> = client_config(kafka)
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(GroupContext::default())
+        .map_err(|source| CorrelatorError::Kafka {
+            operation: "creating the group consumer",
+            source,
+        })?;
+    group
+        .subscribe(&[&topics.central])
+        .map_err(|source| CorrelatorError::Kafka {
+            operation: "subscribing to the Central topic",
+            source,
+        })?;
+
+    // The whole-topic reader never commits: every instance reads AD and actions entirely.
+    let whole: StreamConsumer = client_config(kafka)
+        .set("group.id", format!("{}-whole", kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .map_err(|source| CorrelatorError::Kafka {
+            operation: "creating the AD and action reader",
+            source,
+        })?;
+    let whole_partitions = assign_whole(&whole, &[&topics.ad, &topics.actions])?;
+    let bus = KafkaBus::new(kafka)?;
+
+    info!(
+        group = %kafka.group_id,
+        central = %topics.central,
+        ad = %topics.ad,
+        actions = %topics.actions,
+        candidates = %topics.candidates,
+        "Correlator started; rebuilding state from the beginning of the topics."
+    );
+
+    let mut looper = Loop {
+        options: &options,
+        topics: &topics,
+        metrics,
+        bus,
+        state: State::new(topics.clone()),
+        owned: HashMap::new(),
+        whole_next: whole_partitions,
+        dirty: BTreeSet::new(),
+        last_input: Instant::now(),
+        last_correlation: Instant::now(),
+        summary: Summary::default(),
+    };
+
+    let interval = Duration::from_secs(kafka.correlate_interval_secs);
+    let settle = Duration::from_millis(kafka.settle_ms);
+    tokio::pin!(shutdown);
+    loop {
+        let wait = tokio::time::sleep(settle.min(interval));
+        tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                info!("Shutting down: uncorrelated input stays uncommitted and is read again.");
+                break;
+            }
+            message = group.recv() => {
+                looper.group_events(&group);
+                match message {
+                    Ok(message) => {
+                        let record = in_record(&message);
+                        drop(message);
+                        looper.central(&record).await?;
+                    }
+                    Err(error) => looper.consumer_error(error).await,
+                }
+            }
+            message = whole.recv() => match message {
+                Ok(message) => {
+                    let record = in_record(&message);
+                    drop(message);
+                    looper.whole(&record).await?;
+                }
+                Err(error) => looper.consumer_error(error).await,
+            },
+            () = wait => {}
+        }
+        looper.group_events(&group);
+
+        // Correlate when input has settled after a snapshot, or when the interval is up.
+        let settled = looper.last_input.elapsed() >= settle;
+        let due = looper.last_correlation.elapsed() >= interval;
+        if (settled && !looper.dirty.is_empty()) || due {
+            if looper.whole_caught_up(&whole) {
+                let tenants = if due {
+                    None
+                } else {
+                    Some(std::mem::take(&mut looper.dirty))
+                };
+                looper.correlate(tenants).await?;
+                looper.commit(&group)?;
+            } else {
+                debug!("Waiting for the AD and action readers to catch up before correlating.");
+            }
+        }
+
+        if options.stop_when_idle
+            && looper.summary.correlations > 0
+            && looper.dirty.is_empty()
+            && settled
+            && looper.caught_up(&group, &whole)
+        {
+            info!("Everything read is correlated; stopping as asked.");
+            break;
+        }
+    }
+
+    group.unsubscribe();
+    Ok(looper.summary)
+}
+
+/// Assigns every partition of `topics` from the beginning; returns the next offset to read
+/// per partition.
+fn assign_whole(
+    consumer: &StreamConsumer,
+    topics: &[&str],
+) -> Result<HashMap<(String, i32), i64>, CorrelatorError> {
+    let mut list = TopicPartitionList::new();
+    let mut next = HashMap::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), BROKER_CALL)
+            .map_err(|source| CorrelatorError::Kafka {
+                operation: "reading topic metadata",
+                source,
+            })?;
+        for found in metadata.topics() {
+            if let Some(error) = found.error() {
+                return Err(CorrelatorError::Bus(BusError::Kafka {
+                    operation: "reading topic metadata",
+                    message: format!("topic {}: {error:?}; create the topics first", found.name()),
+                }));
+            }
+            for partition in found.partitions() {
+                let _ = list.add_partition_offset(topic, partition.id(), Offset::Beginning);
+                next.insert(((*topic).to_owned(), partition.id()), 0);
+            }
+        }
+    }
+    consumer
+        .assign(&list)
+        .map_err(|source| CorrelatorError::Kafka {
+            operation: "assigning the AD and action topics",
+            source,
+        })?;
+    Ok(next)
+}
+
+struct Loop<'a> {
+    options: &'a Options,
+    topics: &'a Topics,
+    metrics: Arc<Metrics>,
+    bus: KafkaBus,
+    state: State,
+    owned: HashMap<i32, Owned>,
+    whole_next: HashMap<(String, i32), i64>,
+    /// Tenants whose snapshot completed since their last correlation.
+    dirty: BTreeSet<String>,
+    last_input: Instant,
+    last_correlation: Instant,
+    summary: Summary,
+}
+
+impl Loop<'_> {
+    fn group_events(&mut self, group: &StreamConsumer<GroupContext>) {
+        for event in group.context().take() {
+            match event {
+                GroupEvent::Assigned(partitions) => {
+                    for (partition, replay_until) in partitions {
+                        self.owned.insert(
+                            partition,
+                            Owned {
+                                replay_until,
+                                next: 0,
+                            },
+                        );
+                    }
+                }
+                GroupEvent::Revoked(partitions) => {
+                    let dropped = self.state.drop_partitions(&partitions);
+                    for partition in &partitions {
+                        self.owned.remove(partition);
+                    }
+                    self.dirty.retain(|tenant| self.state.has_tenant(tenant));
+                    info!(
+                        tenants = dropped,
+                        "Dropped the tenants of revoked partitions."
+                    );
+                }
+            }
+        }
+    }
+
+    async fn central(&mut self, record: &InRecord) -> Result<(), CorrelatorError> {
+        // A record fetched just before its partition was revoked belongs to the new owner.
+        let Some(owned) = self.owned.get_mut(&record.partition) else {
+            return Ok(());
+        };
+        owned.next = record.offset + 1;
+        let replaying = record.offset < owned.replay_until;
+        self.count_in(record);
+
+        match self.state.apply(record) {
+            Applied::SnapshotComplete { tenant_id } if !replaying => {
+                self.dirty.insert(tenant_id);
+            }
+            Applied::Dead { error } if !replaying => self.dead_letter(record, &error).await?,
+            _ => {}
+        }
+        self.last_input = Instant::now();
+        Ok(())
+    }
+
+    async fn whole(&mut self, record: &InRecord) -> Result<(), CorrelatorError> {
+        self.whole_next
+            .insert((record.topic.clone(), record.partition), record.offset + 1);
+        self.count_in(record);
+        if let Applied::Dead { error } = self.state.apply(record) {
+            // TODO(committed offsets for the whole-topic readers): a restart sends these
+            // dead letters again; their source offset header tells the repeats apart.
+            self.dead_letter(record, &error).await?;
+        }
+        self.last_input = Instant::now();
+        Ok(())
+    }
+
+    fn count_in(&mut self, record: &InRecord) {
+        self.summary.records_in += 1;
+        self.metrics.add(
+            "lastseen_records_in_total",
+            &[("topic", &record.topic)],
+            1.0,
+        );
+    }
+
+    async fn dead_letter(&mut self, record: &InRecord, error: &str) -> Result<(), BusError> {
+        warn!(
+            topic = %record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            %error,
+            "Sent an undecodable record to the dead-letter topic."
+        );
+        let letter = dlq::dead_letter(&self.topics.dlq, record, STAGE, error);
+        let mut in_flight = InFlight::new(1);
+        in_flight.send(&self.bus, letter).await?;
+        in_flight.finish().await?;
+        self.summary.dead_letters += 1;
+        self.metrics.add(
+            "lastseen_dead_letters_total",
+            &[("topic", &record.topic)],
+            1.0,
+        );
+        Ok(())
+    }
+
+    async fn consumer_error(&mut self, error: KafkaError) {
+        // librdkafka reconnects by itself; the pause keeps a dead broker from spinning us.
+        warn!(%error, "Kafka consumer error; retrying.");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Runs the policy and produces the events of `tenants` (every tenant when `None`).
+    async fn correlate(
+        &mut self,
+        tenants: Option<BTreeSet<String>>,
+    ) -> Result<(), CorrelatorError> {
+        let started = Instant::now();
+        let as_of = self
+            .options
+            .as_of
+            .or(self.options.config.as_of)
+            .unwrap_or_else(Utc::now);
+        let rows = self.state.rows();
+        self.metrics.state_rows(&rows);
+
+        let events = correlate_state(&self.state, &self.options.config, as_of).await?;
+        let chosen: Vec<&CandidateEvent> = events
+            .iter()
+            .filter(|event| match (&tenants, &event.tenant_id) {
+                (None, _) => true,
+                (Some(tenants), Some(tenant)) => tenants.contains(tenant),
+                (Some(_), None) => false,
+            })
+            .collect();
+
+        let mut in_flight = InFlight::new(IN_FLIGHT);
+        let mut by_decision: HashMap<&str, u64> = HashMap::new();
+        for event in &chosen {
+            let payload = serde_json::to_vec(event).unwrap_or_default();
+            let record = OutRecord::new(&self.topics.candidates, Some(&event.endpoint_id), payload);
+            in_flight.send(&self.bus, record).await?;
+            *by_decision.entry(&event.decision).or_default() += 1;
+        }
+        let sent = in_flight.finish().await?;
+
+        let elapsed = started.elapsed();
+        self.summary.correlations += 1;
+        self.summary.events_out += sent;
+        self.last_correlation = Instant::now();
+        self.metrics.add(
+            "lastseen_records_out_total",
+            &[("topic", &self.topics.candidates)],
+            sent as f64,
+        );
+        self.metrics.add("lastseen_correlations_total", &[], 1.0);
+        self.metrics
+            .set("lastseen_correlation_seconds", &[], elapsed.as_secs_f64());
+        for decision in ["delete", "manual_review"] {
+            let count = by_decision.get(decision).copied().unwrap_or(0);
+            self.metrics.set(
+                "lastseen_candidates",
+                &[("decision", decision)],
+                count as f64,
+            );
+        }
+        info!(
+            tenants = tenants.as_ref().map_or(rows.tenants, BTreeSet::len),
+            endpoints = rows.endpoints,
+            computers = rows.computers,
+            candidates = chosen.len(),
+            delete = by_decision.get("delete").copied().unwrap_or(0),
+            manual_review = by_decision.get("manual_review").copied().unwrap_or(0),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "Correlated and produced candidate events."
+        );
+        Ok(())
+    }
+
+    /// Commits what was read of the owned Central partitions: every event it caused is
+    /// acknowledged by now.
+    fn commit(&mut self, group: &StreamConsumer<GroupContext>) -> Result<(), CorrelatorError> {
+        let mut list = TopicPartitionList::new();
+        for (partition, owned) in &mut self.owned {
+            if owned.next > owned.replay_until {
+                let _ = list.add_partition_offset(
+                    &self.topics.central,
+                    *partition,
+                    Offset::Offset(owned.next),
+                );
+                owned.replay_until = owned.next;
+            }
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        group
+            .commit(&list, CommitMode::Sync)
+            .map_err(|source| CorrelatorError::Kafka {
+                operation: "committing offsets",
+                source,
+            })
+    }
+
+    /// Whether the AD and action readers have read to the end of every partition. Updates
+    /// the lag metric on the way.
+    fn whole_caught_up(&self, whole: &StreamConsumer) -> bool {
+        let mut caught_up = true;
+        for ((topic, partition), next) in &self.whole_next {
+            match whole.fetch_watermarks(topic, *partition, BROKER_CALL) {
+                Ok((low, high)) => {
+                    let lag = (high - (*next).max(low)).max(0);
+                    self.set_lag(topic, *partition, lag);
+                    caught_up &= lag == 0;
+                }
+                Err(error) => {
+                    warn!(%topic, partition, %error, "Cannot read the end of a partition.");
+                    caught_up = false;
+                }
+            }
+        }
+        caught_up
+    }
+
+    fn caught_up(&self, group: &StreamConsumer<GroupContext>, whole: &StreamConsumer) -> bool {
+        if self.owned.is_empty() || !self.whole_caught_up(whole) {
+            return false;
+        }
+        self.owned.iter().all(|(partition, owned)| {
+            match group.fetch_watermarks(&self.topics.central, *partition, BROKER_CALL) {
+                Ok((low, high)) => {
+                    let lag = (high - owned.next.max(low)).max(0);
+                    self.set_lag(&self.topics.central, *partition, lag);
+                    lag == 0
+                }
+                Err(_) => false,
+            }
+        })
+    }
+
+    fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        let partition = partition.to_string();
+        self.metrics.set(
+            "lastseen_consumer_lag",
+            &[("topic", topic), ("partition", &partition)],
+            lag as f64,
+        );
+    }
+}
