@@ -27,6 +27,8 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
@@ -113,12 +115,46 @@ enum GroupEvent {
 
 /// Rebalance handling: an assigned partition is read from its beginning to rebuild its
 /// tenants, and its committed offset is remembered to tell replay from new input.
-#[derive(Default)]
 struct GroupContext {
     events: Mutex<Vec<GroupEvent>>,
+    metrics: Arc<Metrics>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        record_lag(&self.metrics, &statistics);
+    }
+}
+
+/// The whole-topic readers only report their lag.
+struct StatsContext {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for StatsContext {
+    fn stats(&self, statistics: Statistics) {
+        record_lag(&self.metrics, &statistics);
+    }
+}
+
+impl ConsumerContext for StatsContext {}
+
+/// Consumer lag per partition from librdkafka's statistics, which it computes from the
+/// watermarks its fetches already bring back, so no extra broker call is needed.
+fn record_lag(metrics: &Metrics, statistics: &Statistics) {
+    for (topic, stats) in &statistics.topics {
+        for (partition, stats) in &stats.partitions {
+            if *partition >= 0 && stats.consumer_lag >= 0 {
+                let partition = partition.to_string();
+                metrics.set(
+                    "lastseen_consumer_lag",
+                    &[("topic", topic), ("partition", &partition)],
+                    stats.consumer_lag as f64,
+                );
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(
@@ -215,6 +251,24 @@ struct Owned {
     replay_until: i64,
     /// The next offset to read: one past the last record applied.
     next: i64,
+    /// Whether the last thing read was the end of the partition.
+    at_end: bool,
+}
+
+/// Settings of every correlator consumer: no automatic commits, and an event at the end of
+/// each partition, which is how the correlator knows it has caught up without asking.
+fn consumer_config(kafka: &KafkaConfig, group_id: &str) -> rdkafka::ClientConfig {
+    let mut client = client_config(kafka);
+    client
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true");
+    if !kafka.librdkafka.contains_key("statistics.interval.ms") {
+        client.set("statistics.interval.ms", "5000");
+    }
+    client
 }
 
 /// Runs until `shutdown` resolves (or, with `stop_when_idle`, until there is nothing left).
@@ -226,12 +280,11 @@ pub async fn run(
     let topics = kafka.topics();
     let metrics = options.metrics.clone();
 
-    let group: StreamConsumer<GroupContext> = client_config(kafka)
-        .set("group.id", &kafka.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .create_with_context(GroupContext::default())
+    let group: StreamConsumer<GroupContext> = consumer_config(kafka, &kafka.group_id)
+        .create_with_context(GroupContext {
+            events: Mutex::default(),
+            metrics: metrics.clone(),
+        })
         .map_err(|source| CorrelatorError::Kafka {
             operation: "creating the group consumer",
             source,
@@ -243,17 +296,30 @@ pub async fn run(
             source,
         })?;
 
-    // The whole-topic reader never commits: every instance reads AD and actions entirely.
-    let whole: StreamConsumer = client_config(kafka)
-        .set("group.id", format!("{}-whole", kafka.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .map_err(|source| CorrelatorError::Kafka {
-            operation: "creating the AD and action reader",
-            source,
+    // The whole-topic readers never commit: every instance reads AD and actions entirely.
+    // One reader per topic, because an end-of-partition event names only the partition.
+    let whole_group = format!("{}-whole", kafka.group_id);
+    let mut at_end = HashMap::new();
+    let mut readers = Vec::new();
+    for topic in [&topics.ad, &topics.actions] {
+        let reader: StreamConsumer<StatsContext> = consumer_config(kafka, &whole_group)
+            .create_with_context(StatsContext {
+                metrics: metrics.clone(),
+            })
+            .map_err(|source| CorrelatorError::Kafka {
+                operation: "creating the AD and action readers",
+                source,
+            })?;
+        for partition in assign_whole(&reader, topic)? {
+            at_end.insert((topic.clone(), partition), false);
+        }
+        readers.push(reader);
+    }
+    let [ad_reader, actions_reader] =
+        <[_; 2]>::try_from(readers).map_err(|_| BusError::Client {
+            role: "AD and action readers",
+            message: "expected two readers".into(),
         })?;
-    let whole_partitions = assign_whole(&whole, &[&topics.ad, &topics.actions])?;
     let bus = KafkaBus::new(kafka)?;
 
     info!(
@@ -272,7 +338,7 @@ pub async fn run(
         bus,
         state: State::new(topics.clone()),
         owned: HashMap::new(),
-        whole_next: whole_partitions,
+        at_end,
         dirty: BTreeSet::new(),
         last_input: Instant::now(),
         last_correlation: Instant::now(),
@@ -298,17 +364,12 @@ pub async fn run(
                         drop(message);
                         looper.central(&record).await?;
                     }
+                    Err(KafkaError::PartitionEOF(partition)) => looper.central_end(partition),
                     Err(error) => looper.consumer_error(error).await,
                 }
             }
-            message = whole.recv() => match message {
-                Ok(message) => {
-                    let record = in_record(&message);
-                    drop(message);
-                    looper.whole(&record).await?;
-                }
-                Err(error) => looper.consumer_error(error).await,
-            },
+            message = ad_reader.recv() => looper.whole(&topics.ad, message).await?,
+            message = actions_reader.recv() => looper.whole(&topics.actions, message).await?,
             () = wait => {}
         }
         looper.group_events(&group);
@@ -317,7 +378,7 @@ pub async fn run(
         let settled = looper.last_input.elapsed() >= settle;
         let due = looper.last_correlation.elapsed() >= interval;
         if (settled && !looper.dirty.is_empty()) || due {
-            if looper.whole_caught_up(&whole) {
+            if looper.whole_caught_up() {
                 let tenants = if due {
                     None
                 } else {
@@ -330,12 +391,7 @@ pub async fn run(
             }
         }
 
-        if options.stop_when_idle
-            && looper.summary.correlations > 0
-            && looper.dirty.is_empty()
-            && settled
-            && looper.caught_up(&group, &whole)
-        {
+        if options.stop_when_idle && looper.dirty.is_empty() && settled && looper.caught_up() {
             info!("Everything read is correlated; stopping as asked.");
             break;
         }
@@ -345,32 +401,30 @@ pub async fn run(
     Ok(looper.summary)
 }
 
-/// Assigns every partition of `topics` from the beginning; returns the next offset to read
-/// per partition.
+/// Assigns every partition of `topic` from the beginning; returns the partitions.
 fn assign_whole(
-    consumer: &StreamConsumer,
-    topics: &[&str],
-) -> Result<HashMap<(String, i32), i64>, CorrelatorError> {
+    consumer: &StreamConsumer<StatsContext>,
+    topic: &str,
+) -> Result<Vec<i32>, CorrelatorError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), BROKER_CALL)
+        .map_err(|source| CorrelatorError::Kafka {
+            operation: "reading topic metadata",
+            source,
+        })?;
+
     let mut list = TopicPartitionList::new();
-    let mut next = HashMap::new();
-    for topic in topics {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), BROKER_CALL)
-            .map_err(|source| CorrelatorError::Kafka {
+    let mut partitions = Vec::new();
+    for found in metadata.topics() {
+        if let Some(error) = found.error() {
+            return Err(CorrelatorError::Bus(BusError::Kafka {
                 operation: "reading topic metadata",
-                source,
-            })?;
-        for found in metadata.topics() {
-            if let Some(error) = found.error() {
-                return Err(CorrelatorError::Bus(BusError::Kafka {
-                    operation: "reading topic metadata",
-                    message: format!("topic {}: {error:?}; create the topics first", found.name()),
-                }));
-            }
-            for partition in found.partitions() {
-                let _ = list.add_partition_offset(topic, partition.id(), Offset::Beginning);
-                next.insert(((*topic).to_owned(), partition.id()), 0);
-            }
+                message: format!("topic {}: {error:?}; create the topics first", found.name()),
+            }));
+        }
+        for partition in found.partitions() {
+            let _ = list.add_partition_offset(topic, partition.id(), Offset::Beginning);
+            partitions.push(partition.id());
         }
     }
     consumer
@@ -379,7 +433,7 @@ fn assign_whole(
             operation: "assigning the AD and action topics",
             source,
         })?;
-    Ok(next)
+    Ok(partitions)
 }
 
 struct Loop<'a> {
@@ -389,7 +443,8 @@ struct Loop<'a> {
     bus: KafkaBus,
     state: State,
     owned: HashMap<i32, Owned>,
-    whole_next: HashMap<(String, i32), i64>,
+    /// Per AD and action partition: whether the last thing read was its end.
+    at_end: HashMap<(String, i32), bool>,
     /// Tenants whose snapshot completed since their last correlation.
     dirty: BTreeSet<String>,
     last_input: Instant,
@@ -399,7 +454,11 @@ struct Loop<'a> {
 
 impl Loop<'_> {
     fn group_events(&mut self, group: &StreamConsumer<GroupContext>) {
-        for event in group.context().take() {
+        let events = group.context().take();
+        if events.is_empty() {
+            return;
+        }
+        for event in events {
             match event {
                 GroupEvent::Assigned(partitions) => {
                     for (partition, replay_until) in partitions {
@@ -408,6 +467,7 @@ impl Loop<'_> {
                             Owned {
                                 replay_until,
                                 next: 0,
+                                at_end: false,
                             },
                         );
                     }
@@ -425,6 +485,11 @@ impl Loop<'_> {
                 }
             }
         }
+        self.metrics.set(
+            "lastseen_assigned_partitions",
+            &[("topic", &self.topics.central)],
+            self.owned.len() as f64,
+        );
     }
 
     async fn central(&mut self, record: &InRecord) -> Result<(), CorrelatorError> {
@@ -433,6 +498,7 @@ impl Loop<'_> {
             return Ok(());
         };
         owned.next = record.offset + 1;
+        owned.at_end = false;
         let replaying = record.offset < owned.replay_until;
         self.count_in(record);
 
@@ -447,14 +513,36 @@ impl Loop<'_> {
         Ok(())
     }
 
-    async fn whole(&mut self, record: &InRecord) -> Result<(), CorrelatorError> {
-        self.whole_next
-            .insert((record.topic.clone(), record.partition), record.offset + 1);
-        self.count_in(record);
-        if let Applied::Dead { error } = self.state.apply(record) {
+    fn central_end(&mut self, partition: i32) {
+        if let Some(owned) = self.owned.get_mut(&partition) {
+            owned.at_end = true;
+        }
+    }
+
+    async fn whole(
+        &mut self,
+        topic: &str,
+        message: Result<BorrowedMessage<'_>, KafkaError>,
+    ) -> Result<(), CorrelatorError> {
+        let record = match message {
+            Ok(message) => in_record(&message),
+            Err(KafkaError::PartitionEOF(partition)) => {
+                self.at_end.insert((topic.to_owned(), partition), true);
+                return Ok(());
+            }
+            Err(error) => {
+                self.consumer_error(error).await;
+                return Ok(());
+            }
+        };
+
+        self.at_end
+            .insert((record.topic.clone(), record.partition), false);
+        self.count_in(&record);
+        if let Applied::Dead { error } = self.state.apply(&record) {
             // TODO(committed offsets for the whole-topic readers): a restart sends these
             // dead letters again; their source offset header tells the repeats apart.
-            self.dead_letter(record, &error).await?;
+            self.dead_letter(&record, &error).await?;
         }
         self.last_input = Instant::now();
         Ok(())
@@ -588,48 +676,15 @@ impl Loop<'_> {
             })
     }
 
-    /// Whether the AD and action readers have read to the end of every partition. Updates
-    /// the lag metric on the way.
-    fn whole_caught_up(&self, whole: &StreamConsumer) -> bool {
-        let mut caught_up = true;
-        for ((topic, partition), next) in &self.whole_next {
-            match whole.fetch_watermarks(topic, *partition, BROKER_CALL) {
-                Ok((low, high)) => {
-                    let lag = (high - (*next).max(low)).max(0);
-                    self.set_lag(topic, *partition, lag);
-                    caught_up &= lag == 0;
-                }
-                Err(error) => {
-                    warn!(%topic, partition, %error, "Cannot read the end of a partition.");
-                    caught_up = false;
-                }
-            }
-        }
-        caught_up
+    /// Whether the AD and action readers have read to the end of every partition.
+    fn whole_caught_up(&self) -> bool {
+        self.at_end.values().all(|at_end| *at_end)
     }
 
-    fn caught_up(&self, group: &StreamConsumer<GroupContext>, whole: &StreamConsumer) -> bool {
-        if self.owned.is_empty() || !self.whole_caught_up(whole) {
-            return false;
-        }
-        self.owned.iter().all(|(partition, owned)| {
-            match group.fetch_watermarks(&self.topics.central, *partition, BROKER_CALL) {
-                Ok((low, high)) => {
-                    let lag = (high - owned.next.max(low)).max(0);
-                    self.set_lag(&self.topics.central, *partition, lag);
-                    lag == 0
-                }
-                Err(_) => false,
-            }
-        })
-    }
-
-    fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
-        let partition = partition.to_string();
-        self.metrics.set(
-            "lastseen_consumer_lag",
-            &[("topic", topic), ("partition", &partition)],
-            lag as f64,
-        );
+    /// Whether everything this instance reads has been read.
+    fn caught_up(&self) -> bool {
+        !self.owned.is_empty()
+            && self.owned.values().all(|owned| owned.at_end)
+            && self.whole_caught_up()
     }
 }

@@ -7,6 +7,7 @@
 //! - `lastseen_correlation_seconds`: how long the last correlation took
 //! - `lastseen_candidates{decision}`: candidates of the last correlation
 //! - `lastseen_correlations_total`
+//! - `lastseen_assigned_partitions{topic}`: Central partitions this instance owns
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -26,7 +27,7 @@ pub struct Metrics {
     values: Mutex<BTreeMap<Series, f64>>,
 }
 
-const HELP: [(&str, &str, &str); 8] = [
+const HELP: [(&str, &str, &str); 9] = [
     (
         "lastseen_records_in_total",
         "counter",
@@ -62,6 +63,11 @@ const HELP: [(&str, &str, &str); 8] = [
         "lastseen_correlations_total",
         "counter",
         "Correlations run.",
+    ),
+    (
+        "lastseen_assigned_partitions",
+        "gauge",
+        "Partitions of the Central topic this instance owns.",
     ),
 ];
 
