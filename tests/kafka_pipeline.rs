@@ -4,6 +4,7 @@
 
 mod kafka_support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use kafka_support::*;
@@ -150,4 +151,80 @@ async fn kafka_two_correlators_split_the_tenants() {
     );
     assert_eq!(first.events_out + second.events_out, 19);
     assert_eq!(events_of(&records), expected_events().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu: run .ci/run (or tests/services/tansu.sh up)"]
+async fn kafka_sigterm_stops_the_correlator_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let kafka = fresh_config(&broker()).await;
+    publish_demo(&kafka).await;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lastseen"))
+        .args(["correlate", "--as-of", AS_OF, "--group-id", &kafka.group_id])
+        .env("LASTSEEN_KAFKA_BROKERS", kafka.bootstrap())
+        .env(
+            "LASTSEEN_CONFIG",
+            demo_config_with_prefix(&kafka.topic_prefix),
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait for its first correlation, then ask it to stop as a service manager would.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("Correlated and produced candidate events") {
+            break;
+        }
+    }
+    assert!(log.contains("candidates=19"), "{log}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("Shutting down")), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("produced 19 candidate events")),
+        "{rest:?}"
+    );
+
+    // It committed what it had emitted: the next instance of the group has nothing new.
+    let summary = start_correlator(&kafka, true).join().await;
+    assert_eq!(summary.events_out, 0);
+}
+
+/// The demo config, with a `[kafka]` section naming the test's topics, in a file that lives
+/// as long as the test process.
+fn demo_config_with_prefix(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lastseen-{prefix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
+    let text = std::fs::read_to_string(demo.join("lastseen.toml")).unwrap();
+    let text = text.replace("\"central\"", &format!("{:?}", demo.join("central")));
+    let text = text.replace("\"ad/", &format!("\"{}/ad/", demo.display()));
+    let text = text.replace(
+        "\"actions.jsonl\"",
+        &format!("{:?}", demo.join("actions.jsonl")),
+    );
+    let path = dir.join("lastseen.toml");
+    std::fs::write(
+        &path,
+        format!("{text}\n[kafka]\nbrokers = []\ntopic_prefix = \"{prefix}\"\n"),
+    )
+    .unwrap();
+    path
 }

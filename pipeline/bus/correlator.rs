@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
@@ -33,7 +34,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use super::kafka::{KafkaBus, client_config, in_record};
+use super::kafka::{KafkaBus, client_config, in_record, log_librdkafka, report_error};
 use super::metrics::Metrics;
 use super::state::{Applied, State};
 use super::{BusError, InFlight, InRecord, KafkaConfig, OutRecord, Topics, dlq};
@@ -124,6 +125,14 @@ impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         record_lag(&self.metrics, &statistics);
     }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_error(&error, reason);
+    }
 }
 
 /// The whole-topic readers only report their lag.
@@ -134,6 +143,14 @@ struct StatsContext {
 impl ClientContext for StatsContext {
     fn stats(&self, statistics: Statistics) {
         record_lag(&self.metrics, &statistics);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_error(&error, reason);
     }
 }
 

@@ -8,12 +8,13 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, ClientContext};
+use tracing::{debug, warn};
 
 use super::{Bus, BusError, Delivery, InRecord, KafkaConfig, OutRecord};
 
@@ -23,6 +24,42 @@ const MESSAGE_TIMEOUT_MS: &str = "30000";
 
 /// Pause before retrying when librdkafka's local queue is full.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
+
+/// Routes librdkafka's own logs and errors into `tracing` at levels an operator can act on:
+/// librdkafka recovers from broker outages by itself, so its errors are warnings here, and
+/// reaching the end of a partition is no error at all.
+pub struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_error(&error, reason);
+    }
+}
+
+pub fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error
+        | RDKafkaLogLevel::Warning => warn!(facility, "librdkafka: {message}"),
+        _ => debug!(facility, "librdkafka: {message}"),
+    }
+}
+
+pub fn report_error(error: &KafkaError, reason: &str) {
+    if matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    ) {
+        return;
+    }
+    warn!(%error, reason, "Kafka client error; librdkafka retries by itself.");
+}
 
 /// Settings every lastseen client shares: the brokers and the passthrough (security, tuning).
 pub fn client_config(config: &KafkaConfig) -> ClientConfig {
@@ -36,7 +73,7 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
 
 /// The Kafka side of [`Bus`]: an idempotent producer that waits for all replicas.
 pub struct KafkaBus {
-    producer: FutureProducer,
+    producer: FutureProducer<TracingContext>,
 }
 
 impl KafkaBus {
@@ -50,10 +87,13 @@ impl KafkaBus {
             client.set("linger.ms", "5");
         }
 
-        let producer: FutureProducer = client.create().map_err(|e| BusError::Client {
-            role: "producer",
-            message: e.to_string(),
-        })?;
+        let producer =
+            client
+                .create_with_context(TracingContext)
+                .map_err(|e| BusError::Client {
+                    role: "producer",
+                    message: e.to_string(),
+                })?;
         Ok(KafkaBus { producer })
     }
 
@@ -120,13 +160,12 @@ impl Bus for KafkaBus {
 /// Creates lastseen's topics that do not exist yet. Production clusters usually create topics
 /// through their own tooling; this is for tests and first runs.
 pub async fn ensure_topics(config: &KafkaConfig, partitions: i32) -> Result<(), BusError> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(config)
-            .create()
-            .map_err(|e| BusError::Client {
-                role: "admin client",
-                message: e.to_string(),
-            })?;
+    let admin: AdminClient<TracingContext> = client_config(config)
+        .create_with_context(TracingContext)
+        .map_err(|e| BusError::Client {
+            role: "admin client",
+            message: e.to_string(),
+        })?;
     let topics = config.topics();
     let new: Vec<NewTopic<'_>> = topics
         .all()

@@ -91,6 +91,7 @@ impl Running {
 }
 
 pub fn start_correlator(kafka: &KafkaConfig, stop_when_idle: bool) -> Running {
+    lastseen::logging::init(0, false);
     let metrics = Metrics::new();
     let (stop, stopped) = oneshot::channel::<()>();
     let options = Options {
