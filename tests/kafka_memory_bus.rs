@@ -50,6 +50,21 @@ async fn demo_through_the_memory_bus_equals_run() {
     let config = lastseen::demo::config().unwrap();
     let events = correlate_state(&state, &config, as_of()).await.unwrap();
     assert_eq!(events, expected);
+
+    // What goes onto the candidates topic is what its schema describes.
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schemas/kafka-candidate.schema.json")).unwrap();
+    let known = schema["properties"].as_object().unwrap();
+    let required: Vec<String> = serde_json::from_value(schema["required"].clone()).unwrap();
+    for event in &events {
+        let value = serde_json::to_value(event).unwrap();
+        let fields = value.as_object().unwrap();
+        assert!(fields.keys().all(|key| known.contains_key(key)), "{value}");
+        assert!(
+            required.iter().all(|key| fields.contains_key(key)),
+            "{value}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

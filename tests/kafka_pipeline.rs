@@ -18,6 +18,10 @@ async fn kafka_events_equal_run_and_a_restart_repeats_nothing_committed() {
     publish_demo(&kafka).await;
 
     let running = start_correlator(&kafka, true);
+    let addr =
+        lastseen::bus::metrics::serve("127.0.0.1:0".parse().unwrap(), running.metrics.clone())
+            .await
+            .unwrap();
     let summary = running.join().await;
     assert_eq!(summary.correlations, 1);
     assert_eq!(summary.events_out, 19);
@@ -27,6 +31,31 @@ async fn kafka_events_equal_run_and_a_restart_repeats_nothing_committed() {
     let topics = kafka.topics();
     let records = read_topic(&kafka, &topics.candidates, 19, Duration::from_secs(1));
     assert_eq!(events_of(&records), expected_events().await);
+
+    // The Prometheus endpoint, over real HTTP.
+    let text = http_get(addr, "/metrics").await;
+    for line in [
+        format!(
+            "lastseen_records_in_total{{topic=\"{}\"}} 54",
+            topics.central
+        ),
+        format!("lastseen_records_in_total{{topic=\"{}\"}} 63", topics.ad),
+        format!(
+            "lastseen_records_out_total{{topic=\"{}\"}} 19",
+            topics.candidates
+        ),
+        "lastseen_candidates{decision=\"delete\"} 8".to_owned(),
+        "lastseen_candidates{decision=\"manual_review\"} 11".to_owned(),
+        "lastseen_state_rows{table=\"endpoints\"} 51".to_owned(),
+        "lastseen_state_rows{table=\"computers\"} 50".to_owned(),
+        "lastseen_correlations_total 1".to_owned(),
+    ] {
+        assert!(
+            text.contains(&format!("{line}\n")),
+            "no {line:?} in\n{text}"
+        );
+    }
+    assert!(text.contains("lastseen_correlation_seconds "), "{text}");
 
     // The group committed its offsets after the events were acknowledged: a second instance
     // rebuilds the same state but has nothing new to say.
@@ -227,4 +256,20 @@ fn demo_config_with_prefix(prefix: &str) -> std::path::PathBuf {
     )
     .unwrap();
     path
+}
+
+/// A plain HTTP/1.0 GET, to read the metrics endpoint as Prometheus would.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
 }

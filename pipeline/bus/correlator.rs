@@ -48,6 +48,9 @@ pub const STAGE: &str = "correlate";
 /// Timeout of the broker calls made between records (watermarks, commits).
 const BROKER_CALL: Duration = Duration::from_secs(10);
 
+/// Records between two updates of the records-in metric.
+const METRICS_EVERY: u64 = 1000;
+
 /// Events in flight to the candidates topic at once.
 const IN_FLIGHT: usize = 50_000;
 
@@ -359,6 +362,10 @@ pub async fn run(
         dirty: BTreeSet::new(),
         last_input: Instant::now(),
         last_correlation: Instant::now(),
+        started: Instant::now(),
+        caught_up_once: false,
+        last_marker: None,
+        records_in: HashMap::new(),
         summary: Summary::default(),
     };
 
@@ -390,6 +397,21 @@ pub async fn run(
             () = wait => {}
         }
         looper.group_events(&group);
+
+        if !looper.caught_up_once && looper.caught_up() {
+            looper.caught_up_once = true;
+            looper.flush_counts();
+            let rows = looper.state.rows();
+            looper.metrics.state_rows(&rows);
+            info!(
+                records = looper.summary.records_in,
+                elapsed_ms = looper.started.elapsed().as_millis() as u64,
+                tenants = rows.tenants,
+                endpoints = rows.endpoints,
+                computers = rows.computers,
+                "Caught up with the topics."
+            );
+        }
 
         // Correlate when input has settled after a snapshot, or when the interval is up.
         let settled = looper.last_input.elapsed() >= settle;
@@ -466,6 +488,13 @@ struct Loop<'a> {
     dirty: BTreeSet<String>,
     last_input: Instant,
     last_correlation: Instant,
+    started: Instant,
+    /// Whether the first catch-up with the topics was logged.
+    caught_up_once: bool,
+    /// When the last snapshot-complete marker that calls for events was read.
+    last_marker: Option<Instant>,
+    /// Records read per topic, flushed to the metrics now and then.
+    records_in: HashMap<String, u64>,
     summary: Summary,
 }
 
@@ -522,6 +551,7 @@ impl Loop<'_> {
         match self.state.apply(record) {
             Applied::SnapshotComplete { tenant_id } if !replaying => {
                 self.dirty.insert(tenant_id);
+                self.last_marker = Some(Instant::now());
             }
             Applied::Dead { error } if !replaying => self.dead_letter(record, &error).await?,
             _ => {}
@@ -567,11 +597,27 @@ impl Loop<'_> {
 
     fn count_in(&mut self, record: &InRecord) {
         self.summary.records_in += 1;
-        self.metrics.add(
-            "lastseen_records_in_total",
-            &[("topic", &record.topic)],
-            1.0,
-        );
+        match self.records_in.get_mut(&record.topic) {
+            Some(count) => *count += 1,
+            None => {
+                self.records_in.insert(record.topic.clone(), 1);
+            }
+        }
+
+        // The shared metrics take a lock; per record that would cost more than the record.
+        if self.summary.records_in.is_multiple_of(METRICS_EVERY) {
+            self.flush_counts();
+        }
+    }
+
+    fn flush_counts(&self) {
+        for (topic, count) in &self.records_in {
+            self.metrics.set(
+                "lastseen_records_in_total",
+                &[("topic", topic)],
+                *count as f64,
+            );
+        }
     }
 
     async fn dead_letter(&mut self, record: &InRecord, error: &str) -> Result<(), BusError> {
@@ -614,6 +660,7 @@ impl Loop<'_> {
             .unwrap_or_else(Utc::now);
         let rows = self.state.rows();
         self.metrics.state_rows(&rows);
+        self.flush_counts();
 
         let events = correlate_state(&self.state, &self.options.config, as_of).await?;
         let chosen: Vec<&CandidateEvent> = events
@@ -662,7 +709,8 @@ impl Loop<'_> {
             candidates = chosen.len(),
             delete = by_decision.get("delete").copied().unwrap_or(0),
             manual_review = by_decision.get("manual_review").copied().unwrap_or(0),
-            elapsed_ms = elapsed.as_millis() as u64,
+            correlate_ms = elapsed.as_millis() as u64,
+            marker_to_last_event_ms = self.last_marker.map(|at| at.elapsed().as_millis() as u64),
             "Correlated and produced candidate events."
         );
         Ok(())

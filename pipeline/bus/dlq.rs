@@ -84,4 +84,16 @@ mod tests {
             Some("not an AD change record")
         );
     }
+
+    #[test]
+    fn the_schema_names_every_header() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schemas/kafka-dead-letter.schema.json"))
+                .unwrap();
+        let required: Vec<String> = serde_json::from_value(schema["required"].clone()).unwrap();
+        assert_eq!(
+            required,
+            [SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, STAGE, ERROR]
+        );
+    }
 }

@@ -299,6 +299,66 @@ mod tests {
         );
     }
 
+    /// Keys written are keys the schema describes, and the schema's required keys are
+    /// written, for both kinds of record.
+    #[test]
+    fn central_records_follow_their_schema() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!(
+            "../../schemas/kafka-central-record.schema.json"
+        ))
+        .unwrap();
+        let known: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let required = |path: &[&str]| -> Vec<String> {
+            let mut node = &schema;
+            for step in path {
+                node = &node[*step];
+            }
+            serde_json::from_value(node["required"].clone()).unwrap()
+        };
+
+        let endpoint = RawValue::from_string(r#"{"id":"e1"}"#.into()).unwrap();
+        let written = serde_json::to_value(EndpointRecord {
+            kind: CentralRecordType::Endpoint,
+            tenant_id: "t",
+            snapshot_id: "s",
+            collected_at: "2026-12-01T00:00:00Z",
+            endpoint: &endpoint,
+        })
+        .unwrap();
+        let marker: serde_json::Value = serde_json::from_slice(&encode_marker(&SnapshotComplete {
+            tenant_id: "t".into(),
+            snapshot_id: "s".into(),
+            collected_at: "2026-12-01T00:00:00Z".into(),
+            endpoints: 1,
+            complete: false,
+            error: Some("stopped".into()),
+        }))
+        .unwrap();
+
+        for (record, branch) in [(written, "then"), (marker, "else")] {
+            let keys: Vec<&str> = record
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            for key in &keys {
+                assert!(known.contains(key), "{key} is not in the schema");
+            }
+            for key in required(&[]).iter().chain(&required(&[branch])) {
+                assert!(
+                    keys.contains(&key.as_str()),
+                    "{key} is required but not written"
+                );
+            }
+        }
+    }
+
     #[test]
     fn actions_must_be_objects() {
         assert_eq!(
