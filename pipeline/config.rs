@@ -39,6 +39,10 @@ pub struct Config {
     /// results do not drift as days pass; `--as-of` overrides it.
     #[serde(default)]
     pub as_of: Option<DateTime<Utc>>,
+
+    /// Kafka, for `lastseen publish` and `lastseen correlate`.
+    #[serde(default)]
+    pub kafka: Option<crate::bus::KafkaConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -3,10 +3,12 @@
 //!
 //! The stages live one folder each: `inputs` reads Central pages, LDIF exports and the action
 //! log into Arrow batches, `correlate` joins them with the SQL in `queries/`, `output` turns the
-//! candidates into SIEM events, and `generate` builds synthetic estates for tests and benches.
+//! candidates into SIEM events, and `generate` builds synthetic estates for tests and benches. `bus` carries the same
+//! stages over Kafka: `publish` puts inputs on topics and `correlate` streams them.
 
 pub mod ad;
 pub mod central;
+pub mod bus;
 pub mod config;
 pub mod correlate;
 pub mod demo;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use lastseen::bus::KafkaConfig;
+use lastseen::inputs::InputPlan;
 use lastseen::run::{self, Setup};
 
 /// Finds Sophos Central endpoints whose computers are retired in Active Directory, and emits
@@ -51,6 +53,25 @@ enum Command {
     /// duplicate hostnames, OS build mismatches, FQDN and over-long NetBIOS names, actions. The
     /// same seed always gives the same files.
     Generate(GenerateArgs),
+
+    /// Publish Central pages, LDIF exports and the action log onto the Kafka topics.
+    ///
+    /// Each tenant folder of Central pages becomes a snapshot (one record per endpoint keyed
+    /// by tenant id, then a snapshot-complete marker); each computer, user and group of an
+    /// LDIF export an upsert change record keyed by domain; each action line a record. Without
+    /// --config it publishes the demo estate. It fails unless every record was acknowledged
+    /// by all in-sync replicas, and names any entry it could not turn into a record.
+    Publish(PublishArgs),
+
+    /// Stream the topics into state and produce candidate events onto the SIEM topic.
+    ///
+    /// State is rebuilt by reading the topics from the beginning. After each complete Central
+    /// snapshot (once input settles) and every `correlate_interval_secs`, the same SQL as
+    /// `run` decides, and the events go to `<prefix>.candidates` keyed by endpoint id. Offsets
+    /// are committed only after the events they caused were acknowledged. Several instances in
+    /// one consumer group split the tenants; each reads all of AD and the actions. SIGTERM or
+    /// Ctrl-C stops it cleanly.
+    Correlate(CorrelateArgs),
 
     /// Fetch inputs from their live sources into the files `run` reads (or change records).
     Collect {
@@ -141,6 +162,96 @@ struct GenerateArgs {
     out: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+struct KafkaArgs {
+    /// The config file; its `[kafka]` section says how to reach Kafka.
+    #[arg(short, long, env = "LASTSEEN_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Bootstrap brokers (host:port, comma-separated), instead of the config's.
+    #[arg(long, env = "LASTSEEN_KAFKA_BROKERS", value_delimiter = ',')]
+    brokers: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// Create missing topics first, with this many partitions each.
+    #[arg(long, value_name = "PARTITIONS")]
+    create_topics: Option<i32>,
+}
+
+#[derive(Debug, clap::Args)]
+struct CorrelateArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// The consumer group, instead of the config's `group_id`.
+    #[arg(long)]
+    group_id: Option<String>,
+
+    /// Evaluate as of this RFC 3339 instant instead of now (or the config's `as_of`).
+    #[arg(long, value_name = "RFC3339")]
+    as_of: Option<DateTime<Utc>>,
+
+    /// Serve Prometheus metrics on this address (for example 127.0.0.1:9464) at /metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Stop once everything on the topics was read and correlated, instead of running on.
+    #[arg(long)]
+    stop_when_idle: bool,
+}
+
+/// The config and Kafka settings a Kafka command runs with: the config's `[kafka]` section,
+/// then --brokers, then the environment.
+fn kafka_setup(
+    args: &KafkaArgs,
+) -> anyhow::Result<(lastseen::config::Config, InputPlan, KafkaConfig)> {
+    let setup = Setup::from_arg(args.config.clone());
+    let (config, plan) = setup.load()?;
+    let mut kafka = match (&config.kafka, args.brokers.is_empty()) {
+        (Some(kafka), _) => kafka.clone(),
+        (None, false) => KafkaConfig::new(Vec::new()),
+        (None, true) => anyhow::bail!(
+            "no Kafka brokers: give --brokers (or LASTSEEN_KAFKA_BROKERS), or a [kafka] \
+             section in the config"
+        ),
+    };
+    kafka = kafka.with_env();
+    if !args.brokers.is_empty() {
+        kafka.brokers = args.brokers.clone();
+    }
+    kafka.check().map_err(anyhow::Error::msg)?;
+    Ok((config, plan, kafka))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lastseen::logging::init(cli.verbose, cli.quiet);
@@ -221,5 +332,54 @@ async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::Simulate {
             service: SimulateService::Central(args),
         } => lastseen::central::simulator::run(*args).await,
+        Command::Publish(args) => {
+            let (_, plan, kafka) = kafka_setup(&args.kafka)?;
+            if let Some(partitions) = args.create_topics {
+                lastseen::bus::kafka::ensure_topics(&kafka, partitions).await?;
+            }
+            let bus = lastseen::bus::kafka::KafkaBus::new(&kafka)?;
+            let published = lastseen::bus::publish::publish(&bus, &kafka.topics(), &plan).await?;
+            if !quiet {
+                eprintln!("{published}");
+            }
+            if !published.unpublished.is_empty() {
+                for problem in &published.unpublished {
+                    eprintln!("lastseen: not published: {problem}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Correlate(args) => {
+            let (config, _, mut kafka) = kafka_setup(&args.kafka)?;
+            if let Some(group_id) = args.group_id {
+                kafka.group_id = group_id;
+            }
+            let metrics = lastseen::bus::metrics::Metrics::new();
+            if let Some(addr) = args.metrics_addr {
+                lastseen::bus::metrics::serve(addr, metrics.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+            }
+            let options = lastseen::bus::correlator::Options {
+                config,
+                kafka,
+                as_of: args.as_of,
+                metrics,
+                stop_when_idle: args.stop_when_idle,
+            };
+            let summary = lastseen::bus::correlator::run(options, shutdown_signal()).await?;
+            if !quiet {
+                eprintln!(
+                    "read {} records, sent {} dead letters, ran {} correlations, produced {} \
+                     candidate events",
+                    summary.records_in,
+                    summary.dead_letters,
+                    summary.correlations,
+                    summary.events_out
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
