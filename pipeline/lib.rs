@@ -7,8 +7,8 @@
 //! stages over Kafka: `publish` puts inputs on topics and `correlate` streams them.
 
 pub mod ad;
-pub mod central;
 pub mod bus;
+pub mod central;
 pub mod config;
 pub mod correlate;
 pub mod demo;
