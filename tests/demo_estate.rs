@@ -193,6 +193,15 @@ fn copy_demo() -> tempfile::TempDir {
     dir
 }
 
+/// How many candidates of a report are decided `delete`.
+fn deletes(report: &Report) -> usize {
+    report
+        .events
+        .iter()
+        .filter(|e| e.decision == "delete")
+        .count()
+}
+
 fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(
@@ -346,14 +355,7 @@ async fn a_bad_central_record_holds_back_its_tenant_only() {
             .iter()
             .any(|e| e.hostname.as_deref() == Some("LAB-WS-0301"))
     );
-    assert_eq!(
-        report
-            .events
-            .iter()
-            .filter(|e| e.decision == "delete")
-            .count(),
-        5
-    );
+    assert_eq!(deletes(&report), 5);
 }
 
 #[tokio::test]
@@ -374,14 +376,7 @@ async fn an_incomplete_collection_holds_back_its_tenant() {
         .unwrap();
     assert_eq!(lab.reasons, ["os_build_unknown", "incomplete_input"]);
     assert!(report.rejects[0].problem.contains("HTTP 503 on page 2"));
-    assert_eq!(
-        report
-            .events
-            .iter()
-            .filter(|e| e.decision == "delete")
-            .count(),
-        8
-    );
+    assert_eq!(deletes(&report), 8);
 }
 
 #[tokio::test]
