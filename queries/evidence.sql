@@ -38,7 +38,7 @@ SELECT
     m.tenant_key,
     m.endpoint_key,
     min(r.dn_norm) AS dn_norm,
-    count(DISTINCT m.dn_norm) AS computers
+    count(*) AS computers
 FROM endpoint_matches m
 LEFT JOIN retired_computers r ON r.dn_norm = m.dn_norm
 GROUP BY m.tenant_key, m.endpoint_key
@@ -47,7 +47,7 @@ HAVING count(r.dn_norm) > 0;
 -- How many Central endpoints, not yet deleted, meet each of those computers; more than one
 -- is a duplicate hostname.
 CREATE VIEW computer_endpoint_counts AS
-SELECT m.dn_norm, count(DISTINCT m.tenant_key || '/' || m.endpoint_key) AS endpoints
+SELECT m.dn_norm, count(*) AS endpoints
 FROM endpoint_matches m
 JOIN (SELECT DISTINCT dn_norm FROM retired_matches) r ON r.dn_norm = m.dn_norm
 LEFT JOIN action_state a

@@ -67,15 +67,13 @@ WHERE dns_key IS NOT NULL
 
 -- Every (endpoint, computer) pair that meets. An endpoint with no domain meets a computer of
 -- any domain; the policy then asks for review. Kept as a table: three later steps read it,
--- and a view would join the whole estate again for each. A computer whose keys hold both an
--- endpoint's long name and its 15-character cut meets it twice here; the steps that count
--- pairs count distinct computers and endpoints.
+-- and a view would join the whole estate again for each.
 CREATE TABLE endpoint_matches AS
 SELECT e.tenant_key, e.endpoint_key, k.dn_norm
 FROM endpoint_domains e
 JOIN computer_keys k ON k.host_key = e.host_key
 WHERE e.domain IS NULL OR e.domain = k.domain
-UNION ALL
+UNION
 SELECT e.tenant_key, e.endpoint_key, k.dn_norm
 FROM endpoint_domains e
 JOIN computer_keys k ON k.host_key = substr(e.host_key, 1, 15)
