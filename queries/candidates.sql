@@ -2,35 +2,65 @@
 -- contact is unknown, less those already deleted or under an open ticket. Each gets the
 -- decision `delete` only when no reason for review applies.
 
--- The Central records behind the retired matches. Should the input hold the same endpoint
--- twice (overlapping exports), the record seen last stands.
+-- The Central records behind the retired matches.
+CREATE TABLE matched_records AS
+SELECT e.*, r.dn_norm, r.computers
+FROM retired_matches r
+JOIN endpoint_domains e ON e.tenant_key = r.tenant_key AND e.endpoint_key = r.endpoint_key;
+
+-- Should the input hold the same endpoint twice (overlapping exports), the record seen last
+-- stands, ties broken on fixed columns so that every run picks the same one. Copies are rare
+-- and ranking every record would cost more than all the joins, so only copies are ranked.
 CREATE TABLE matched_endpoints AS
-SELECT * FROM (
+WITH copied AS (
+    SELECT tenant_key, endpoint_key
+    FROM matched_records
+    GROUP BY tenant_key, endpoint_key
+    HAVING count(*) > 1
+)
+SELECT m.*
+FROM matched_records m
+WHERE NOT EXISTS (
+    SELECT 1 FROM copied c WHERE c.tenant_key = m.tenant_key AND c.endpoint_key = m.endpoint_key
+)
+UNION ALL
+SELECT * EXCLUDE (copy) FROM (
     SELECT
-        e.*,
-        r.dn_norm,
-        r.computers,
+        m.*,
         row_number() OVER (
-            PARTITION BY e.tenant_key, e.endpoint_key
-            ORDER BY e.last_seen_at DESC NULLS LAST, e.hostname, e.via_login, e.os_build
+            PARTITION BY m.tenant_key, m.endpoint_key
+            ORDER BY m.last_seen_at DESC NULLS LAST, m.hostname, m.via_login, m.os_build
         ) AS copy
-    FROM endpoint_domains e
-    JOIN retired_matches r ON r.tenant_key = e.tenant_key AND r.endpoint_key = e.endpoint_key
+    FROM matched_records m
+    JOIN copied c ON c.tenant_key = m.tenant_key AND c.endpoint_key = m.endpoint_key
 )
 WHERE copy = 1;
 
--- The retired computers as evidence; a computer found in two exports counts once, with its
--- latest change (ties broken on fixed columns, so every run picks the same one).
+-- The AD records of the retired computers that stand as evidence.
+CREATE TABLE evidence_records AS
+SELECT c.*
+FROM computers c
+JOIN (SELECT DISTINCT dn_norm FROM matched_endpoints) m ON m.dn_norm = c.dn_norm;
+
+-- A computer found in two exports counts once, with its latest change (ties broken on fixed
+-- columns). As above, only the copies are ranked.
 CREATE VIEW computer_evidence AS
-SELECT * FROM (
+WITH copied AS (
+    SELECT dn_norm FROM evidence_records GROUP BY dn_norm HAVING count(*) > 1
+)
+SELECT c.*
+FROM evidence_records c
+WHERE NOT EXISTS (SELECT 1 FROM copied d WHERE d.dn_norm = c.dn_norm)
+UNION ALL
+SELECT * EXCLUDE (copy) FROM (
     SELECT
         c.*,
         row_number() OVER (
             PARTITION BY c.dn_norm
             ORDER BY c.when_changed DESC NULLS LAST, c.object_guid, c.dn
         ) AS copy
-    FROM computers c
-    JOIN (SELECT DISTINCT dn_norm FROM matched_endpoints) m ON m.dn_norm = c.dn_norm
+    FROM evidence_records c
+    JOIN copied d ON d.dn_norm = c.dn_norm
 )
 WHERE copy = 1;
 

@@ -80,9 +80,11 @@ JOIN computer_keys k ON k.host_key = substr(e.host_key, 1, 15)
 WHERE char_length(e.host_key) > 15 AND (e.domain IS NULL OR e.domain = k.domain);
 
 -- A computer is retired when its DN lies in or below a disabled OU. DNs are canonical (see
--- the reader), so a suffix test on ',' plus the OU is exact.
+-- the reader), so a suffix test on ',' plus the OU is exact. AD puts DC= parts only at the
+-- root of a DN, so a computer below an OU has the OU's domain: only the OUs of its own domain
+-- need the test.
 CREATE VIEW retired_computers AS
 SELECT DISTINCT c.dn_norm
 FROM computers c
-CROSS JOIN disabled_ous o
+JOIN disabled_ous o ON c.domain IS NOT DISTINCT FROM o.domain
 WHERE ends_with(c.dn_norm, ',' || o.ou_norm);
