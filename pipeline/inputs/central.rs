@@ -209,6 +209,13 @@ struct Page<'a> {
     items: Vec<&'a RawValue>,
 }
 
+/// A page whose every item parses as an [`Endpoint`]: the one-pass reading of a clean page.
+#[derive(Deserialize)]
+struct CleanPage<'a> {
+    #[serde(borrow)]
+    items: Vec<Endpoint<'a>>,
+}
+
 /// The fields of an endpoint that the correlation uses. Strings borrow from the page where
 /// they have no escapes.
 #[derive(Deserialize)]
@@ -306,6 +313,23 @@ impl PageReader {
             Ok(bytes) => bytes,
             Err(error) => return self.rejects.push(whole_page(error.to_string(), None)),
         };
+        // Most pages are clean and are read in one pass. A page with any item that cannot be
+        // used is read again item by item, so that only those items are rejected.
+        if let Ok(page) = serde_json::from_slice::<CleanPage<'_>>(&bytes) {
+            let endpoints: Result<Vec<_>, _> = page.items.into_iter().map(check_item).collect();
+            if let Ok(endpoints) = endpoints {
+                let columns = self.columns.get_or_insert_with(EndpointColumns::default);
+                for (endpoint, last_seen_at) in &endpoints {
+                    columns.append(endpoint, *last_seen_at, folder_tenant);
+                }
+                self.records += endpoints.len();
+                if columns.len() >= BATCH_ROWS {
+                    self.flush();
+                }
+                return;
+            }
+        }
+
         let page: Page<'_> = match serde_json::from_slice(&bytes) {
             Ok(page) => page,
             Err(error) => {
@@ -367,7 +391,7 @@ impl PageReader {
 }
 
 /// Parses one item, or says which field is wrong and how.
-fn parse_item(text: &str) -> Result<(Endpoint<'_>, Option<i64>), (Option<String>, String)> {
+fn parse_item(text: &str) -> Result<(Endpoint<'_>, Option<i64>), ItemProblem> {
     let endpoint: Endpoint<'_> = match serde_json::from_str(text) {
         Ok(endpoint) => endpoint,
         Err(_) => {
@@ -384,6 +408,11 @@ fn parse_item(text: &str) -> Result<(Endpoint<'_>, Option<i64>), (Option<String>
         }
     };
 
+    check_item(endpoint)
+}
+
+/// What parsing cannot check: an id that is there, and a `lastSeenAt` that is a time.
+fn check_item(endpoint: Endpoint<'_>) -> Result<(Endpoint<'_>, Option<i64>), ItemProblem> {
     if endpoint.id.trim().is_empty() {
         return Err((Some("id".into()), "the endpoint id is empty".into()));
     }
@@ -393,6 +422,9 @@ fn parse_item(text: &str) -> Result<(Endpoint<'_>, Option<i64>), (Option<String>
     };
     Ok((endpoint, last_seen_at))
 }
+
+/// The field at fault (a path such as `os.build`), when one is to blame, and the problem.
+type ItemProblem = (Option<String>, String);
 
 #[derive(Default)]
 struct EndpointColumns {
@@ -568,6 +600,40 @@ mod tests {
             "pages/page-1.json: item 1 of the page: field os.build: invalid type: string \
              \"19045\", expected i64 at line 1 column 60"
         );
+    }
+
+    #[test]
+    fn a_page_that_parses_but_holds_a_bad_time_is_read_item_by_item() {
+        // Every item parses, so the one-pass reading gets as far as checking the times; the
+        // bad one must send the page to the item-by-item reading without counting it twice.
+        let page = embedded(
+            "pages/page-1.json",
+            r#"{"items": [
+                {"id": "e1", "tenant": {"id": "t1"}, "lastSeenAt": "2026-11-02T07:14:00Z"},
+                {"id": "e2", "tenant": {"id": "t1"}, "lastSeenAt": "yesterday"},
+                {"id": "e3", "tenant": {"id": "t1"}}
+            ]}"#,
+        );
+
+        let input = read(&[page]).unwrap();
+        let ids: Vec<_> = input
+            .endpoints
+            .iter()
+            .flat_map(|batch| {
+                let ids = batch
+                    .column_by_name("endpoint_id")
+                    .unwrap()
+                    .as_string::<i32>();
+                ids.iter()
+                    .map(|id| id.unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(ids, ["e1", "e3"]);
+        assert_eq!(input.records, 3);
+        assert_eq!(input.rejects.len(), 1);
+        assert_eq!(input.rejects[0].record, "item 2 of the page");
+        assert_eq!(input.rejects[0].field.as_deref(), Some("lastSeenAt"));
     }
 
     #[test]
