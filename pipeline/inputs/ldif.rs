@@ -375,7 +375,8 @@ fn parse_entry<'a>(lines: &'a [Cow<'a, [u8]>]) -> Result<Entry<'a>, EntryError> 
 
         // Options such as `;binary` do not change which attribute it is.
         let attribute = name.split(';').next().unwrap_or(name);
-        match attribute.to_ascii_lowercase().as_str() {
+        let mut folded = [0u8; 32];
+        match fold_case(attribute, &mut folded) {
             "dn" => return Err((Some("dn".into()), "the entry has two dn lines".into())),
             "changetype" => {
                 return Err((
@@ -402,6 +403,17 @@ fn parse_entry<'a>(lines: &'a [Cow<'a, [u8]>]) -> Result<Entry<'a>, EntryError> 
         }
     }
     Ok(entry)
+}
+
+/// `name` lower-cased into `buffer`, without allocating: this runs for every line of an
+/// export. A name too long for the buffer is none of the attributes the reader looks for.
+fn fold_case<'b>(name: &str, buffer: &'b mut [u8; 32]) -> &'b str {
+    let Some(folded) = buffer.get_mut(..name.len()) else {
+        return "";
+    };
+    folded.copy_from_slice(name.as_bytes());
+    folded.make_ascii_lowercase();
+    std::str::from_utf8(folded).unwrap_or("")
 }
 
 /// A value as it stands on its line.
