@@ -9,6 +9,23 @@ use lastseen::bus::KafkaConfig;
 use lastseen::inputs::InputPlan;
 use lastseen::run::{self, Setup};
 
+// A run allocates and frees gigabytes in large blocks (pages, column builders, join tables).
+// The system allocator hands each back to the kernel and faults it in again zeroed, which
+// cost a million-endpoint run as much time in the kernel as in the work itself.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Transparent huge pages make every such fault zero 2 MiB: on a million-endpoint run they
+/// tripled the time spent in the kernel (6.6 s against 2.7 s of system time).
+fn disable_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    #[cfg(target_os = "linux")]
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::debug!(%error, "Could not turn transparent huge pages off.");
+    }
+}
+
 /// Finds Sophos Central endpoints whose computers are retired in Active Directory, and emits
 /// candidate-deletion events for a SIEM with the evidence behind each decision.
 ///
@@ -255,6 +272,7 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lastseen::logging::init(cli.verbose, cli.quiet);
+    disable_huge_pages();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
