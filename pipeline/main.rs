@@ -212,19 +212,8 @@ fn kafka_setup(
 ) -> anyhow::Result<(lastseen::config::Config, InputPlan, KafkaConfig)> {
     let setup = Setup::from_arg(args.config.clone());
     let (config, plan) = setup.load()?;
-    let mut kafka = match (&config.kafka, args.brokers.is_empty()) {
-        (Some(kafka), _) => kafka.clone(),
-        (None, false) => KafkaConfig::new(Vec::new()),
-        (None, true) => anyhow::bail!(
-            "no Kafka brokers: give --brokers (or LASTSEEN_KAFKA_BROKERS), or a [kafka] \
-             section in the config"
-        ),
-    };
-    kafka = kafka.with_env();
-    if !args.brokers.is_empty() {
-        kafka.brokers = args.brokers.clone();
-    }
-    kafka.check().map_err(anyhow::Error::msg)?;
+    let kafka =
+        KafkaConfig::resolve(config.kafka.as_ref(), &args.brokers).map_err(anyhow::Error::msg)?;
     Ok((config, plan, kafka))
 }
 
