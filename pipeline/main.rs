@@ -73,7 +73,8 @@ enum Command {
     /// Ctrl-C stops it cleanly.
     Correlate(CorrelateArgs),
 
-    /// Fetch inputs from their live sources into the files `run` reads (or change records).
+    /// Fetch inputs from their live sources into the files `run` reads, or onto the Kafka
+    /// topics `correlate` reads (--to kafka).
     Collect {
         #[command(subcommand)]
         source: CollectSource,
@@ -92,9 +93,11 @@ enum CollectSource {
     ///
     /// Credentials come from LASTSEEN_CENTRAL_CLIENT_ID and LASTSEEN_CENTRAL_CLIENT_SECRET, or
     /// from the files the config's [central] section names. Each tenant gets a folder of
-    /// page-NNNNN.json files and a manifest.json saying whether its snapshot is complete. Exit
-    /// status: 0 when every tenant is complete, 2 when some tenant failed (its manifest says
-    /// why), 1 when nothing could be collected.
+    /// page-NNNNN.json files and a manifest.json saying whether its snapshot is complete; with
+    /// --to kafka its endpoints and a snapshot-complete marker go onto the Central topic
+    /// instead. Exit status: 0 when every tenant is complete, 2 when some tenant failed (its
+    /// manifest or marker says why), 1 when nothing could be collected or a record could not
+    /// be delivered.
     Central(lastseen::central::collect::CentralCollectArgs),
 
     // The help text is the doc comment of `CollectArgs`, next to the code it describes.

@@ -25,7 +25,7 @@ use crate::inputs::central::{MANIFEST_FILE, TENANTS_FILE};
 use crate::inputs::{InputError, InputPlan, Source};
 
 /// Records awaiting acknowledgement at once; enough to keep the producer's batches full.
-const IN_FLIGHT: usize = 50_000;
+pub const IN_FLIGHT: usize = 50_000;
 
 /// The namespace of snapshot ids derived from a manifest.
 const SNAPSHOT_NAMESPACE: uuid::Uuid =
@@ -285,8 +285,9 @@ impl<B: Bus> Publisher<'_, B> {
 }
 
 /// The same tenant and collection time always give the same snapshot id, so publishing the
-/// same folder twice repeats one snapshot rather than making two.
-fn snapshot_id(tenant_id: &str, collected_at: &str) -> String {
+/// same folder twice repeats one snapshot rather than making two, and a folder that `collect
+/// central` wrote gives the ids its collection straight to Kafka would have.
+pub fn snapshot_id(tenant_id: &str, collected_at: &str) -> String {
     let name = format!("{tenant_id}\n{collected_at}");
     uuid::Uuid::new_v5(&SNAPSHOT_NAMESPACE, name.as_bytes()).to_string()
 }
