@@ -363,10 +363,11 @@ async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
             let summary = lastseen::bus::correlator::run(options, shutdown_signal()).await?;
             if !quiet {
                 eprintln!(
-                    "read {} records, sent {} dead letters, ran {} correlations, produced {} \
-                     candidate events",
+                    "read {} records, sent {} dead letters ({} more were on the dead-letter \
+                     topic already), ran {} correlations, produced {} candidate events",
                     summary.records_in,
                     summary.dead_letters,
+                    summary.dead_letters_known,
                     summary.correlations,
                     summary.events_out
                 );
