@@ -200,7 +200,10 @@ fn every_command_explains_itself() {
         (vec!["run", "--help"], "built into the binary"),
         (vec!["sql", "--help"], "memberships"),
         (vec!["generate", "--help"], "same seed"),
-        (vec!["collect", "central", "--help"], "<prefix>.central.endpoints"),
+        (
+            vec!["collect", "central", "--help"],
+            "<prefix>.central.endpoints",
+        ),
         (vec!["collect", "ad", "--help"], "<prefix>.ad.changes"),
     ] {
         let output = lastseen(&command);
@@ -260,10 +263,20 @@ fn collect_central_to_kafka_needs_brokers_and_no_folder() {
     for (args, message) in [
         (vec!["--to", "kafka"], "no Kafka brokers: give --brokers"),
         (
-            vec!["--to", "kafka", "--brokers", "127.0.0.1:1", "--out", "pages"],
+            vec![
+                "--to",
+                "kafka",
+                "--brokers",
+                "127.0.0.1:1",
+                "--out",
+                "pages",
+            ],
             "--out pages names a folder, but --to kafka writes no files",
         ),
-        (vec!["--to", "pulsar"], "invalid value 'pulsar' for '--to <WHERE>'"),
+        (
+            vec!["--to", "pulsar"],
+            "invalid value 'pulsar' for '--to <WHERE>'",
+        ),
     ] {
         let mut command = vec!["collect", "central", "--config", config];
         command.extend(&args);

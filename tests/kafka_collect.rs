@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kafka_support::*;
 use lastseen::bus::KafkaConfig;
-use lastseen::bus::records::{CentralRecord, decode_central, decode_ad};
+use lastseen::bus::records::{CentralRecord, decode_ad, decode_central};
 use lastseen::central::simulator::{Estate, Faults, Simulator, SimulatorConfig};
 use lastseen::inputs::InputPlan;
 use serde_json::Value;
@@ -33,12 +33,21 @@ fn write_config(dir: &Path, sim: &Simulator, kafka: &KafkaConfig, librdkafka: &s
     let mut config: toml::Table = toml::from_str(&text).unwrap();
 
     let inputs = config["inputs"].as_table_mut().unwrap();
-    inputs.insert("central".into(), vec![toml::Value::from("collected")].into());
+    inputs.insert(
+        "central".into(),
+        vec![toml::Value::from("collected")].into(),
+    );
     let ldif: Vec<toml::Value> = inputs["ldif"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|path| demo().join(path.as_str().unwrap()).display().to_string().into())
+        .map(|path| {
+            demo()
+                .join(path.as_str().unwrap())
+                .display()
+                .to_string()
+                .into()
+        })
         .collect();
     inputs.insert("ldif".into(), ldif.into());
     let actions = demo().join(inputs["actions"].as_str().unwrap());
@@ -125,7 +134,12 @@ fn directory_and_actions() -> InputPlan {
 fn decisions(events: &[Value]) -> BTreeMap<String, String> {
     events
         .iter()
-        .map(|event| (event_id(event), event["decision"].as_str().unwrap().to_owned()))
+        .map(|event| {
+            (
+                event_id(event),
+                event["decision"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -156,7 +170,12 @@ async fn collect_both_ways(faults: Faults) -> BothWays {
 
     publish_plan(&kafka, &directory_and_actions()).await;
     start_correlator(&kafka, true).join().await;
-    let records = read_topic(&kafka, &kafka.topics().candidates, 1, Duration::from_secs(2));
+    let records = read_topic(
+        &kafka,
+        &kafka.topics().candidates,
+        1,
+        Duration::from_secs(2),
+    );
     let streamed = events_of(&records);
 
     let ran = lastseen(&["run", "--config", config, "--as-of", AS_OF]).await;
@@ -193,7 +212,11 @@ async fn central_onto_kafka_then_correlate_decides_as_run_does() {
         "{log}"
     );
     let files_log = stderr(&both.collected_to_files);
-    assert_eq!(both.collected_to_files.status.code(), Some(0), "{files_log}");
+    assert_eq!(
+        both.collected_to_files.status.code(),
+        Some(0),
+        "{files_log}"
+    );
 
     // One record per endpoint, then one marker per tenant, all keyed by their tenant.
     let central = read_topic(&both.kafka, &topic, 54, Duration::from_secs(1));
@@ -235,7 +258,10 @@ async fn a_tenant_central_refuses_is_marked_incomplete_on_the_topic() {
     let both = collect_both_ways(faults).await;
     let log = stderr(&both.collected_to_kafka);
     assert_eq!(both.collected_to_kafka.status.code(), Some(2), "{log}");
-    assert!(log.contains(&format!("incomplete: tenant {FIELD_SERVICES}")), "{log}");
+    assert!(
+        log.contains(&format!("incomplete: tenant {FIELD_SERVICES}")),
+        "{log}"
+    );
 
     // Field Services' snapshot is empty and says why.
     let topic = both.kafka.topics().central;
@@ -243,10 +269,12 @@ async fn a_tenant_central_refuses_is_marked_incomplete_on_the_topic() {
     assert_eq!(central.len(), 11 + 35 + 3);
     let markers: Vec<_> = central
         .iter()
-        .filter_map(|record| match decode_central(record.payload.as_deref()?).ok()? {
-            CentralRecord::SnapshotComplete(marker) => Some(marker),
-            CentralRecord::Endpoint { .. } => None,
-        })
+        .filter_map(
+            |record| match decode_central(record.payload.as_deref()?).ok()? {
+                CentralRecord::SnapshotComplete(marker) => Some(marker),
+                CentralRecord::Endpoint { .. } => None,
+            },
+        )
         .collect();
     assert_eq!(markers.len(), 3);
     let field = markers
@@ -262,7 +290,11 @@ async fn a_tenant_central_refuses_is_marked_incomplete_on_the_topic() {
     // Both paths leave the tenant out and agree on everyone else.
     assert!(!both.streamed.is_empty());
     assert!(both.streamed.len() < 19);
-    assert!(both.streamed.iter().all(|e| e["tenant_id"] != FIELD_SERVICES));
+    assert!(
+        both.streamed
+            .iter()
+            .all(|e| e["tenant_id"] != FIELD_SERVICES)
+    );
     assert_eq!(decisions(&both.streamed), decisions(&both.ran));
     assert_eq!(both.streamed, both.ran);
 }
@@ -296,11 +328,17 @@ async fn collect_undeliverable(kafka: &KafkaConfig) -> String {
 async fn an_undeliverable_record_fails_the_collection_and_names_the_topic() {
     // Topics nobody created, on the running broker.
     let mut missing = KafkaConfig::new(vec![broker()]);
-    missing.topic_prefix = format!("missing-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    missing.topic_prefix = format!(
+        "missing-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let log = collect_undeliverable(&missing).await;
     let topic = missing.topics().central;
     assert!(
-        log.contains(&format!("lastseen: Kafka at {}: record for topic {topic} (key ", broker())),
+        log.contains(&format!(
+            "lastseen: Kafka at {}: record for topic {topic} (key ",
+            broker()
+        )),
         "{log}"
     );
     assert!(log.contains("was not delivered"), "{log}");
@@ -351,8 +389,14 @@ async fn directory_onto_kafka_keyed_by_domain() {
     let failed = lastseen(&["collect", "ad", "--config", &missing, "--to", "kafka"]).await;
     let log = stderr(&failed);
     assert_eq!(failed.status.code(), Some(1), "{log}");
-    assert!(log.contains("record for topic missing-ad.ad.changes"), "{log}");
-    assert!(!state.exists(), "the state was saved before the records were acknowledged");
+    assert!(
+        log.contains("record for topic missing-ad.ad.changes"),
+        "{log}"
+    );
+    assert!(
+        !state.exists(),
+        "the state was saved before the records were acknowledged"
+    );
 
     let good = config(&kafka.topic_prefix, "");
     let collected = lastseen(&["collect", "ad", "--config", &good, "--to", "kafka"]).await;
@@ -379,7 +423,10 @@ async fn directory_onto_kafka_keyed_by_domain() {
         .map(|entry| entry.dn)
         .collect();
     assert_eq!(computers, seeded);
-    assert_eq!(kinds, BTreeMap::from([("computer", 11), ("group", 3), ("user", 3)]));
+    assert_eq!(
+        kinds,
+        BTreeMap::from([("computer", 11), ("group", 3), ("user", 3)])
+    );
 
     // Incremental from the saved state: nothing changed in the estate, nothing goes out.
     let again = lastseen(&["collect", "ad", "--config", &good, "--to", "kafka"]).await;

@@ -183,10 +183,19 @@ async fn kafka_poison_ad_record_is_dead_lettered_once_across_restarts() {
         delivered.partition.to_string()
     );
     assert_eq!(header(dlq::SOURCE_OFFSET), delivered.offset.to_string());
-    assert!(header(dlq::ERROR).contains("field object_guid"), "{}", header(dlq::ERROR));
+    assert!(
+        header(dlq::ERROR).contains("field object_guid"),
+        "{}",
+        header(dlq::ERROR)
+    );
 
     // A directory record of unknown domain was lost, so nothing may be deleted anywhere.
-    let events = events_of(&read_topic(&kafka, &topics.candidates, 19, Duration::from_secs(1)));
+    let events = events_of(&read_topic(
+        &kafka,
+        &topics.candidates,
+        19,
+        Duration::from_secs(1),
+    ));
     assert_eq!(events.len(), 19);
     assert!(events.iter().all(|e| e["decision"] == "manual_review"));
 }

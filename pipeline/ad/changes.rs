@@ -78,8 +78,7 @@ impl ChangeRecord {
 /// was wrong rather than only that one was.
 fn guid_from_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
     let text = String::deserialize(deserializer)?;
-    Uuid::parse_str(&text)
-        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a GUID")))
+    Uuid::parse_str(&text).map_err(|_| serde::de::Error::custom(format!("{text:?} is not a GUID")))
 }
 
 fn attribute_map(object: &AdObject) -> BTreeMap<String, Vec<String>> {

@@ -122,7 +122,10 @@ impl KafkaConfig {
     /// The settings a Kafka command runs with: the config's `[kafka]` section, then `brokers`
     /// from the command line (which clap also fills from `LASTSEEN_KAFKA_BROKERS`), then the
     /// secrets from the environment; checked.
-    pub fn resolve(section: Option<&KafkaConfig>, brokers: &[String]) -> Result<KafkaConfig, String> {
+    pub fn resolve(
+        section: Option<&KafkaConfig>,
+        brokers: &[String],
+    ) -> Result<KafkaConfig, String> {
         let mut kafka = match (section, brokers.is_empty()) {
             (Some(section), _) => section.clone(),
             (None, false) => KafkaConfig::new(Vec::new()),
@@ -270,14 +273,20 @@ mod tests {
     fn brokers_from_the_command_line_win_and_some_are_needed() {
         let section = parse("brokers = [\"a:1\"]\ntopic_prefix = \"estate\"");
         let kafka = KafkaConfig::resolve(Some(&section), &["b:2".into()]).unwrap();
-        assert_eq!((kafka.brokers, kafka.topic_prefix), (vec!["b:2".into()], "estate".into()));
+        assert_eq!(
+            (kafka.brokers, kafka.topic_prefix),
+            (vec!["b:2".into()], "estate".into())
+        );
 
         let kafka = KafkaConfig::resolve(None, &["c:3".into()]).unwrap();
         assert_eq!(kafka.topics().central, "lastseen.central.endpoints");
 
         if std::env::var_os(BROKERS_ENV).is_none() {
             let error = KafkaConfig::resolve(None, &[]).unwrap_err();
-            assert!(error.starts_with("no Kafka brokers: give --brokers"), "{error}");
+            assert!(
+                error.starts_with("no Kafka brokers: give --brokers"),
+                "{error}"
+            );
         }
     }
 

@@ -333,7 +333,7 @@ impl State {
 
     /// The directory as LDIF, cut into sources of a few megabytes.
     fn ldif_sources(&self) -> Vec<Source> {
-        let mut objects: Vec<(&String, &DirectoryObject)> = self.directory.iter().collect();
+        let mut objects: Vec<(&uuid::Uuid, &DirectoryObject)> = self.directory.iter().collect();
         objects.sort_by_key(|(guid, _)| *guid);
 
         let mut sources = Vec::new();

@@ -609,7 +609,10 @@ pub async fn run(args: CentralCollectArgs) -> anyhow::Result<ExitCode> {
             let sink = KafkaSink::new(&bus, &topic, &format!("Kafka at {}", kafka.bootstrap()));
             let report = collect(&client, &sink, &query, central.concurrency, &progress).await?;
             let records = sink.finish().await?;
-            print_summary(&report, &format!("{topic} ({records} records acknowledged)"));
+            print_summary(
+                &report,
+                &format!("{topic} ({records} records acknowledged)"),
+            );
             report
         }
     };

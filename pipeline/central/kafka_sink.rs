@@ -79,7 +79,9 @@ impl<'b, B: Bus> KafkaSink<'b, B> {
     }
 
     fn sent(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

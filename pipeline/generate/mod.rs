@@ -611,14 +611,22 @@ fn write_directory(
             sink,
             "objectClass: user\ncn: User {user:06}\nsAMAccountName: user{user:06}"
         )?;
-        writeln!(sink, "objectGUID:: {}", BASE64.encode(tenant.object_guid(&dn)))?;
+        writeln!(
+            sink,
+            "objectGUID:: {}",
+            BASE64.encode(tenant.object_guid(&dn))
+        )?;
         writeln!(sink, "userPrincipalName: user{user:06}@{}\n", tenant.dns())?;
     }
     let group = |sink: &mut dyn Write, name: &str, members: &mut dyn Iterator<Item = String>| {
         let dn = format!("CN={name},OU=Groups,{base}");
         writeln!(sink, "dn: {dn}\nobjectClass: top\nobjectClass: group")?;
         writeln!(sink, "cn: {name}")?;
-        writeln!(sink, "objectGUID:: {}", BASE64.encode(tenant.object_guid(&dn)))?;
+        writeln!(
+            sink,
+            "objectGUID:: {}",
+            BASE64.encode(tenant.object_guid(&dn))
+        )?;
         for member in members {
             writeln!(sink, "member: {member}")?;
         }
