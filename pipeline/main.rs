@@ -90,7 +90,8 @@ enum Command {
     /// Ctrl-C stops it cleanly.
     Correlate(CorrelateArgs),
 
-    /// Fetch inputs from their live sources into the files `run` reads (or change records).
+    /// Fetch inputs from their live sources into the files `run` reads, or onto the Kafka
+    /// topics `correlate` reads (--to kafka).
     Collect {
         #[command(subcommand)]
         source: CollectSource,
@@ -109,9 +110,11 @@ enum CollectSource {
     ///
     /// Credentials come from LASTSEEN_CENTRAL_CLIENT_ID and LASTSEEN_CENTRAL_CLIENT_SECRET, or
     /// from the files the config's [central] section names. Each tenant gets a folder of
-    /// page-NNNNN.json files and a manifest.json saying whether its snapshot is complete. Exit
-    /// status: 0 when every tenant is complete, 2 when some tenant failed (its manifest says
-    /// why), 1 when nothing could be collected.
+    /// page-NNNNN.json files and a manifest.json saying whether its snapshot is complete; with
+    /// --to kafka its endpoints and a snapshot-complete marker go onto the Central topic
+    /// instead. Exit status: 0 when every tenant is complete, 2 when some tenant failed (its
+    /// manifest or marker says why), 1 when nothing could be collected or a record could not
+    /// be delivered.
     Central(lastseen::central::collect::CentralCollectArgs),
 
     // The help text is the doc comment of `CollectArgs`, next to the code it describes.
@@ -229,19 +232,8 @@ fn kafka_setup(
 ) -> anyhow::Result<(lastseen::config::Config, InputPlan, KafkaConfig)> {
     let setup = Setup::from_arg(args.config.clone());
     let (config, plan) = setup.load()?;
-    let mut kafka = match (&config.kafka, args.brokers.is_empty()) {
-        (Some(kafka), _) => kafka.clone(),
-        (None, false) => KafkaConfig::new(Vec::new()),
-        (None, true) => anyhow::bail!(
-            "no Kafka brokers: give --brokers (or LASTSEEN_KAFKA_BROKERS), or a [kafka] \
-             section in the config"
-        ),
-    };
-    kafka = kafka.with_env();
-    if !args.brokers.is_empty() {
-        kafka.brokers = args.brokers.clone();
-    }
-    kafka.check().map_err(anyhow::Error::msg)?;
+    let kafka =
+        KafkaConfig::resolve(config.kafka.as_ref(), &args.brokers).map_err(anyhow::Error::msg)?;
     Ok((config, plan, kafka))
 }
 
@@ -389,10 +381,11 @@ async fn dispatch(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
             let summary = lastseen::bus::correlator::run(options, shutdown_signal()).await?;
             if !quiet {
                 eprintln!(
-                    "read {} records, sent {} dead letters, ran {} correlations, produced {} \
-                     candidate events",
+                    "read {} records, sent {} dead letters ({} more were on the dead-letter \
+                     topic already), ran {} correlations, produced {} candidate events",
                     summary.records_in,
                     summary.dead_letters,
+                    summary.dead_letters_known,
                     summary.correlations,
                     summary.events_out
                 );

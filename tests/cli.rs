@@ -10,6 +10,7 @@ fn lastseen(args: &[&str]) -> Output {
         .args(args)
         .env_remove("LASTSEEN_CONFIG")
         .env_remove("LASTSEEN_LOG")
+        .env_remove("LASTSEEN_KAFKA_BROKERS")
         .output()
         .unwrap()
 }
@@ -199,10 +200,94 @@ fn every_command_explains_itself() {
         (vec!["run", "--help"], "built into the binary"),
         (vec!["sql", "--help"], "memberships"),
         (vec!["generate", "--help"], "same seed"),
+        (
+            vec!["collect", "central", "--help"],
+            "<prefix>.central.endpoints",
+        ),
+        (vec!["collect", "ad", "--help"], "<prefix>.ad.changes"),
     ] {
         let output = lastseen(&command);
         assert!(output.status.success());
         let stdout = text(&output.stdout);
         assert!(stdout.contains(phrase), "{command:?}: {stdout}");
+    }
+}
+
+/// Flags that cannot work together are refused before anything is read: no directory is
+/// contacted (the `[ad]` URL is a closed port on 127.0.0.1 anyway).
+#[test]
+fn collect_ad_refuses_flags_that_do_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lastseen.toml");
+    std::fs::write(
+        &config,
+        "[ad]\nurl = \"ldaps://127.0.0.1:1\"\nbase_dns = [\"DC=corp,DC=test\"]\n\
+         bind_dn = \"svc@corp.test\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    for (args, message) in [
+        (
+            vec!["--to", "kafka", "--out", "ad.ldif"],
+            "ad.ldif names a file, but --to kafka writes none",
+        ),
+        (
+            vec!["--to", "kafka", "--changes", "changes.jsonl"],
+            "changes.jsonl names a file, but --to kafka writes none",
+        ),
+        (vec!["--full"], "--full needs --changes or --to kafka"),
+        (vec!["--to", "kafka"], "no Kafka brokers: give --brokers"),
+    ] {
+        let mut command = vec!["collect", "ad", "--config", config];
+        command.extend(&args);
+        let output = lastseen(&command);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn collect_central_to_kafka_needs_brokers_and_no_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lastseen.toml");
+    std::fs::write(
+        &config,
+        "[central]\nclient_id = \"id\"\nauth_url = \"http://127.0.0.1:1/token\"\n\
+         global_url = \"http://127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    for (args, message) in [
+        (vec!["--to", "kafka"], "no Kafka brokers: give --brokers"),
+        (
+            vec![
+                "--to",
+                "kafka",
+                "--brokers",
+                "127.0.0.1:1",
+                "--out",
+                "pages",
+            ],
+            "--out pages names a folder, but --to kafka writes no files",
+        ),
+        (
+            vec!["--to", "pulsar"],
+            "invalid value 'pulsar' for '--to <WHERE>'",
+        ),
+    ] {
+        let mut command = vec!["collect", "central", "--config", config];
+        command.extend(&args);
+        let output = Command::new(env!("CARGO_BIN_EXE_lastseen"))
+            .args(&command)
+            .env("LASTSEEN_CENTRAL_CLIENT_SECRET", "not-used")
+            .env_remove("LASTSEEN_KAFKA_BROKERS")
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }

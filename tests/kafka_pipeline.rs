@@ -142,6 +142,66 @@ async fn kafka_poison_record_goes_to_the_dlq_and_the_rest_flows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs tansu: run .ci/run (or tests/services/tansu.sh up)"]
+async fn kafka_poison_ad_record_is_dead_lettered_once_across_restarts() {
+    let kafka = fresh_config(&broker()).await;
+    let topics = kafka.topics();
+
+    // The AD topic is read whole on every start, so this record is refused on every start.
+    let producer: FutureProducer = lastseen::bus::kafka::client_config(&kafka)
+        .create()
+        .unwrap();
+    let poison = b"{\"op\": \"upsert\", \"kind\": \"computer\", \"object_guid\": \"nope\"".to_vec();
+    let delivered = producer
+        .send(
+            FutureRecord::to(&topics.ad)
+                .key("corp.example.test")
+                .payload(&poison),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    publish_demo(&kafka).await;
+
+    let first = start_correlator(&kafka, true).join().await;
+    assert_eq!((first.dead_letters, first.dead_letters_known), (1, 0));
+
+    // Two restarts: the record taints the state again, but its dead letter is not repeated.
+    for _ in 0..2 {
+        let again = start_correlator(&kafka, true).join().await;
+        assert_eq!(again.records_in, first.records_in);
+        assert_eq!((again.dead_letters, again.dead_letters_known), (0, 1));
+    }
+
+    let letters = read_topic(&kafka, &topics.dlq, 1, Duration::from_secs(2));
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.payload.as_deref(), Some(poison.as_slice()));
+    let header = |name| dlq::header(&letter.headers, name).unwrap_or_default();
+    assert_eq!(header(dlq::SOURCE_TOPIC), topics.ad);
+    assert_eq!(
+        header(dlq::SOURCE_PARTITION),
+        delivered.partition.to_string()
+    );
+    assert_eq!(header(dlq::SOURCE_OFFSET), delivered.offset.to_string());
+    assert!(
+        header(dlq::ERROR).contains("field object_guid"),
+        "{}",
+        header(dlq::ERROR)
+    );
+
+    // A directory record of unknown domain was lost, so nothing may be deleted anywhere.
+    let events = events_of(&read_topic(
+        &kafka,
+        &topics.candidates,
+        19,
+        Duration::from_secs(1),
+    ));
+    assert_eq!(events.len(), 19);
+    assert!(events.iter().all(|e| e["decision"] == "manual_review"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu: run .ci/run (or tests/services/tansu.sh up)"]
 async fn kafka_two_correlators_split_the_tenants() {
     let kafka = fresh_config(&broker()).await;
     let topics = kafka.topics();

@@ -1,5 +1,7 @@
 //! Change records for the Kafka stage: JSON lines, one upsert or delete per object, keyed by
 //! objectGUID. The form is documented as JSON Schema in `schemas/ad-change.schema.json`.
+//! These are the records of the AD topic too, whoever writes them (`collect ad`, `publish` from
+//! LDIF) and whoever reads them (the correlator through `bus::records::decode_ad`).
 //!
 //! An upsert carries every attribute that was read. Values are strings; an attribute whose
 //! syntax is binary (objectGUID, objectSid), or any of whose values is not UTF-8, appears as
@@ -18,6 +20,7 @@ use uuid::Uuid;
 
 use super::object::{AdObject, ObjectKind, is_binary};
 
+/// What a change does to the object it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
@@ -30,6 +33,8 @@ pub enum Op {
 pub struct ChangeRecord {
     pub op: Op,
     pub kind: ObjectKind,
+    /// Written lower-case with hyphens; read in any form `Uuid::parse_str` takes.
+    #[serde(deserialize_with = "guid_from_text")]
     pub object_guid: Uuid,
     /// The DNS domain, from the `DC=` parts of the DN.
     pub domain: String,
@@ -67,6 +72,13 @@ impl ChangeRecord {
             attributes: None,
         }
     }
+}
+
+/// A GUID that does not parse is named in the error, so that a dead letter says which value
+/// was wrong rather than only that one was.
+fn guid_from_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Uuid::parse_str(&text).map_err(|_| serde::de::Error::custom(format!("{text:?} is not a GUID")))
 }
 
 fn attribute_map(object: &AdObject) -> BTreeMap<String, Vec<String>> {

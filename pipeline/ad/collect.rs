@@ -28,6 +28,9 @@ use super::object::{ATTRIBUTES, AdObject, ObjectKind, decode_guid};
 use super::search::{DecodeProblem, Query, RawEntry, SearchStats, paged_search};
 use super::state::{Known, STATE_VERSION, SyncState, write_atomically};
 use super::{AdConfig, AdError};
+use crate::bus::kafka::KafkaBus;
+use crate::bus::publish::publish_changes;
+use crate::bus::{Destination, KafkaConfig};
 use crate::config::Config;
 
 /// Read computers, and the users and groups behind VIP groups, from an Active Directory
@@ -38,6 +41,7 @@ use crate::config::Config;
 /// so `collect ad` then `run` works with one config. With --changes it writes change records
 /// (JSON lines, schemas/ad-change.schema.json) for the Kafka stage instead; with ad.state_file
 /// set those runs are incremental: only what changed since the last run, deletions included.
+/// With --to kafka the same change records go onto the AD topic.
 #[derive(Debug, clap::Args)]
 pub struct CollectArgs {
     /// The config file with an [ad] section.
@@ -52,9 +56,24 @@ pub struct CollectArgs {
     #[arg(long, value_name = "PATH")]
     pub changes: Option<PathBuf>,
 
-    /// With --changes: ignore the state file's USN and read everything (a full resync).
-    #[arg(long, requires = "changes")]
+    /// With --changes or --to kafka: ignore the state file's USN and read everything (a full
+    /// resync).
+    #[arg(long)]
     pub full: bool,
+
+    /// Where the directory goes. `files` (the default): LDIF, or change records with
+    /// --changes. `kafka`: change records on `<prefix>.ad.changes`, keyed by domain: the whole
+    /// directory as upserts, or, with ad.state_file set, what changed since the last run
+    /// (upserts and deletes). The state file is saved only once the brokers acknowledged
+    /// every record, so a failed run is read again next time. Kafka settings come from the
+    /// config's [kafka] section, --brokers or LASTSEEN_KAFKA_BROKERS.
+    #[arg(long, value_enum, default_value_t, value_name = "WHERE")]
+    pub to: Destination,
+
+    /// With --to kafka: bootstrap brokers (host:port, comma-separated), instead of the
+    /// config's.
+    #[arg(long, env = "LASTSEEN_KAFKA_BROKERS", value_delimiter = ',')]
+    pub brokers: Vec<String>,
 }
 
 /// The controller a collection read, from its rootDSE and NTDS Settings object.
@@ -123,7 +142,48 @@ pub async fn run_collect(args: CollectArgs) -> Result<(), AdError> {
         .as_ref()
         .ok_or_else(|| AdError::Config(format!("{} has no [ad] section", args.config.display())))?;
     let vip_groups = &config.policy.vip_groups;
+
+    let kafka = match args.to {
+        Destination::Kafka => {
+            if let Some(path) = args.out.as_ref().or(args.changes.as_ref()) {
+                return Err(AdError::Config(format!(
+                    "{} names a file, but --to kafka writes none",
+                    path.display()
+                )));
+            }
+            let kafka = KafkaConfig::resolve(config.kafka.as_ref(), &args.brokers)
+                .map_err(AdError::Config)?;
+            Some(kafka)
+        }
+        Destination::Files => None,
+    };
+    if args.full && args.changes.is_none() && kafka.is_none() {
+        return Err(AdError::Config(
+            "--full needs --changes or --to kafka: LDIF is always a full read".into(),
+        ));
+    }
     let progress = progress_bar();
+
+    if let Some(kafka) = &kafka {
+        let state = match &ad.state_file {
+            Some(state_file) => SyncState::load(state_file)?,
+            None => None,
+        };
+        let changes = collect_changes(ad, vip_groups, state, args.full, &progress).await?;
+        progress.finish_and_clear();
+
+        let topic = kafka.topics().ad;
+        let bus = KafkaBus::new(kafka)?;
+        let sent = publish_changes(&bus, &topic, &changes.records).await?;
+        // Saved only after every record is acknowledged: a failure before that leaves the old
+        // USN, so the next run reads and sends the same changes again, which upserts and
+        // deletes keyed by objectGUID tolerate.
+        if let Some(state_file) = &ad.state_file {
+            changes.state.save(state_file)?;
+        }
+        log_changes(&changes, &format!("{topic} ({sent} records acknowledged)"));
+        return Ok(());
+    }
 
     if let Some(path) = &args.changes {
         let state = match &ad.state_file {
@@ -146,7 +206,7 @@ pub async fn run_collect(args: CollectArgs) -> Result<(), AdError> {
         if let Some(state_file) = &ad.state_file {
             changes.state.save(state_file)?;
         }
-        log_changes(&changes, path);
+        log_changes(&changes, &path.display().to_string());
         return Ok(());
     }
 
@@ -853,7 +913,7 @@ fn log_snapshot(snapshot: &Snapshot, out: &Path) {
     );
 }
 
-fn log_changes(changes: &ChangeSet, out: &Path) {
+fn log_changes(changes: &ChangeSet, out: &str) {
     log_undecodable(&changes.stats);
     let (mode, since) = match &changes.mode {
         ChangeMode::Incremental { since_usn } => ("incremental".to_owned(), Some(*since_usn)),
@@ -874,7 +934,7 @@ fn log_changes(changes: &ChangeSet, out: &Path) {
         entries_read = changes.stats.entries(),
         searches = changes.stats.searches.len(),
         retries = changes.stats.retries,
-        out = %out.display(),
+        out,
         "Directory changes collected."
     );
 }

@@ -9,7 +9,8 @@
 //! - [`collect`] decides what to read: a full snapshot, or the changes since the last run by
 //!   polling `uSNChanged` on one domain controller, with tombstones for deletions;
 //! - [`ldif`] and [`changes`] write the two output forms, and [`state`] keeps what an
-//!   incremental run needs between runs.
+//!   incremental run needs between runs; with `--to kafka` the change records go onto the AD
+//!   topic instead of a file.
 //!
 //! A connection that drops is retried with backoff: nothing is written until a whole collection
 //! has been read, so a retry starts over cleanly.
@@ -273,6 +274,10 @@ pub enum AdError {
         path: PathBuf,
         source: std::io::Error,
     },
+
+    /// A change record the brokers did not take; the state file was left as it was.
+    #[error("{0}; nothing was marked as sent, so the next run sends these changes again")]
+    Kafka(#[from] crate::bus::BusError),
 }
 
 impl AdError {

@@ -40,8 +40,9 @@ pub fn is_binary(name: &str) -> bool {
         .any(|binary| binary.eq_ignore_ascii_case(name))
 }
 
-/// What an object is, from its `objectClass` values. A computer is also a user in AD's schema,
-/// so computer wins.
+/// What an object is, from its `objectClass` values. The one kind of every directory object
+/// lastseen reads, whether it came from LDAP, an LDIF export or the AD topic; its serde names
+/// are the `kind` of `schemas/ad-change.schema.json`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -53,6 +54,29 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
+    /// Classifies an object by its `objectClass` values, compared without regard to case. A
+    /// computer is also a user in AD's schema, so computer wins; a group is never a user. An
+    /// object of none of the three (an OU, a contact) gives `None`.
+    pub fn from_classes<C: AsRef<[u8]>>(classes: impl IntoIterator<Item = C>) -> Option<Self> {
+        let (mut computer, mut group, mut user) = (false, false, false);
+        for class in classes {
+            let class = class.as_ref();
+            computer |= class.eq_ignore_ascii_case(b"computer");
+            group |= class.eq_ignore_ascii_case(b"group");
+            user |= class.eq_ignore_ascii_case(b"user");
+        }
+
+        if computer {
+            Some(ObjectKind::Computer)
+        } else if group {
+            Some(ObjectKind::Group)
+        } else if user {
+            Some(ObjectKind::User)
+        } else {
+            None
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectKind::Computer => "computer",
@@ -81,20 +105,8 @@ impl AdObject {
     /// order it by.
     pub fn from_entry(entry: RawEntry) -> Result<AdObject, String> {
         let classes = entry.values("objectClass").unwrap_or_default();
-        let has_class = |class: &str| {
-            classes
-                .iter()
-                .any(|value| value.eq_ignore_ascii_case(class.as_bytes()))
-        };
-        let kind = if has_class("computer") {
-            ObjectKind::Computer
-        } else if has_class("group") {
-            ObjectKind::Group
-        } else if has_class("user") {
-            ObjectKind::User
-        } else {
-            return Err("objectClass is neither computer, user nor group".into());
-        };
+        let kind = ObjectKind::from_classes(classes)
+            .ok_or("objectClass is neither computer, user nor group")?;
 
         let object_guid = match entry.values("objectGUID") {
             Some([guid]) => decode_guid(guid)?,
@@ -238,6 +250,22 @@ mod tests {
                 "whenCreated"
             ]
         );
+    }
+
+    #[test]
+    fn classes_decide_the_kind_computer_first() {
+        let kind = |classes: &[&str]| ObjectKind::from_classes(classes);
+        assert_eq!(
+            kind(&["top", "person", "user", "Computer"]),
+            Some(ObjectKind::Computer)
+        );
+        assert_eq!(kind(&["top", "GROUP"]), Some(ObjectKind::Group));
+        assert_eq!(
+            kind(&["top", "person", "organizationalPerson", "user"]),
+            Some(ObjectKind::User)
+        );
+        assert_eq!(kind(&["top", "organizationalUnit"]), None);
+        assert_eq!(kind(&[]), None);
     }
 
     #[test]

@@ -41,6 +41,16 @@ const FIXED: [&str; 4] = [
     "group.id",
 ];
 
+/// Where a collector sends what it read (`--to`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Destination {
+    /// Files that `lastseen run` reads.
+    #[default]
+    Files,
+    /// Records on the Kafka topics that `lastseen correlate` reads.
+    Kafka,
+}
+
 /// How lastseen reaches Kafka.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +117,31 @@ impl KafkaConfig {
             settle_ms: default_settle_ms(),
             librdkafka: BTreeMap::new(),
         }
+    }
+
+    /// The settings a Kafka command runs with: the config's `[kafka]` section, then `brokers`
+    /// from the command line (which clap also fills from `LASTSEEN_KAFKA_BROKERS`), then the
+    /// secrets from the environment; checked.
+    pub fn resolve(
+        section: Option<&KafkaConfig>,
+        brokers: &[String],
+    ) -> Result<KafkaConfig, String> {
+        let mut kafka = match (section, brokers.is_empty()) {
+            (Some(section), _) => section.clone(),
+            (None, false) => KafkaConfig::new(Vec::new()),
+            (None, true) => {
+                return Err(format!(
+                    "no Kafka brokers: give --brokers (or {BROKERS_ENV}), or a [kafka] section \
+                     in the config"
+                ));
+            }
+        };
+        kafka = kafka.with_env();
+        if !brokers.is_empty() {
+            kafka.brokers = brokers.to_vec();
+        }
+        kafka.check()?;
+        Ok(kafka)
     }
 
     /// Applies the environment overrides: brokers and secrets.
@@ -232,6 +267,27 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("sasl.password\": \"<redacted>"), "{shown}");
         assert!(shown.contains("\"ls\""), "{shown}");
+    }
+
+    #[test]
+    fn brokers_from_the_command_line_win_and_some_are_needed() {
+        let section = parse("brokers = [\"a:1\"]\ntopic_prefix = \"estate\"");
+        let kafka = KafkaConfig::resolve(Some(&section), &["b:2".into()]).unwrap();
+        assert_eq!(
+            (kafka.brokers, kafka.topic_prefix),
+            (vec!["b:2".into()], "estate".into())
+        );
+
+        let kafka = KafkaConfig::resolve(None, &["c:3".into()]).unwrap();
+        assert_eq!(kafka.topics().central, "lastseen.central.endpoints");
+
+        if std::env::var_os(BROKERS_ENV).is_none() {
+            let error = KafkaConfig::resolve(None, &[]).unwrap_err();
+            assert!(
+                error.starts_with("no Kafka brokers: give --brokers"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,13 @@
 //! below the group's committed offset only rebuild state, records above it cause events
 //! again. A repeat carries the same `event_id`. A correlation waits until the AD and action
 //! readers have caught up, so no tenant is judged against a half-read directory.
+//!
+//! Dead letters go out once: before it reads anything else, the correlator reads the
+//! dead-letter topic and notes the source topic, partition and offset of every dead letter
+//! it sent before, so the poison records it meets again on the AD and action topics (read
+//! whole on every start) still taint its state but are not sent there again. Two instances
+//! starting at the same moment may both send one; a dead letter is at least once, like every
+//! other record.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -54,6 +61,10 @@ const METRICS_EVERY: u64 = 1000;
 /// Events in flight to the candidates topic at once.
 const IN_FLIGHT: usize = 50_000;
 
+/// Longest wait for the dead-letter topic to be read on start; past it the correlator goes
+/// on, and may send a dead letter it had sent before.
+const DLQ_READ_LIMIT: Duration = Duration::from_secs(60);
+
 /// What the correlator runs with.
 pub struct Options {
     /// Policy and domains, as for `lastseen run`.
@@ -71,6 +82,8 @@ pub struct Options {
 pub struct Summary {
     pub records_in: u64,
     pub dead_letters: u64,
+    /// Undecodable records read again whose dead letters the topic already held.
+    pub dead_letters_known: u64,
     pub correlations: u64,
     pub events_out: u64,
 }
@@ -341,6 +354,7 @@ pub async fn run(
             message: "expected two readers".into(),
         })?;
     let bus = KafkaBus::new(kafka)?;
+    let sent_letters = read_sent_letters(kafka, &whole_group, &topics.dlq, &metrics).await?;
 
     info!(
         group = %kafka.group_id,
@@ -366,6 +380,7 @@ pub async fn run(
         caught_up_once: false,
         last_marker: None,
         records_in: HashMap::new(),
+        sent_letters,
         summary: Summary::default(),
     };
 
@@ -475,6 +490,77 @@ fn assign_whole(
     Ok(partitions)
 }
 
+/// The dead letters this stage sent before, read from the dead-letter topic to its end.
+async fn read_sent_letters(
+    kafka: &KafkaConfig,
+    group_id: &str,
+    dlq_topic: &str,
+    metrics: &Arc<Metrics>,
+) -> Result<dlq::Sent, CorrelatorError> {
+    let reader: StreamConsumer<StatsContext> = consumer_config(kafka, group_id)
+        .create_with_context(StatsContext {
+            metrics: metrics.clone(),
+        })
+        .map_err(|source| CorrelatorError::Kafka {
+            operation: "creating the dead-letter reader",
+            source,
+        })?;
+
+    // Where each partition ends now; an empty one is read already. Letters sent from here on
+    // are this instance's own, noted as it sends them.
+    let mut ends = HashMap::new();
+    for partition in assign_whole(&reader, dlq_topic)? {
+        let (low, high) = reader
+            .fetch_watermarks(dlq_topic, partition, BROKER_CALL)
+            .map_err(|source| CorrelatorError::Kafka {
+                operation: "reading the dead-letter topic's watermarks",
+                source,
+            })?;
+        if high > low {
+            ends.insert(partition, high);
+        }
+    }
+
+    let mut sent = dlq::Sent::default();
+    let deadline = tokio::time::Instant::now() + DLQ_READ_LIMIT;
+    while !ends.is_empty() {
+        match tokio::time::timeout_at(deadline, reader.recv()).await {
+            Ok(Ok(message)) => {
+                let letter = in_record(&message);
+                sent.note_letter(&letter, STAGE);
+                if ends
+                    .get(&letter.partition)
+                    .is_some_and(|end| letter.offset + 1 >= *end)
+                {
+                    ends.remove(&letter.partition);
+                }
+            }
+            Ok(Err(KafkaError::PartitionEOF(partition))) => {
+                ends.remove(&partition);
+            }
+            Ok(Err(error)) => {
+                warn!(%error, "Kafka consumer error reading the dead-letter topic; retrying.");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(_) => {
+                warn!(
+                    topic = dlq_topic,
+                    partitions = ?ends.keys().collect::<Vec<_>>(),
+                    "Could not read the dead-letter topic to its end in time; records it \
+                     holds may be dead-lettered again."
+                );
+                break;
+            }
+        }
+    }
+    info!(
+        topic = dlq_topic,
+        dead_letters = sent.len(),
+        "Read the dead letters sent before; they will not be sent again."
+    );
+    Ok(sent)
+}
+
 struct Loop<'a> {
     options: &'a Options,
     topics: &'a Topics,
@@ -495,6 +581,8 @@ struct Loop<'a> {
     last_marker: Option<Instant>,
     /// Records read per topic, flushed to the metrics now and then.
     records_in: HashMap<String, u64>,
+    /// Records whose dead letters are on the dead-letter topic.
+    sent_letters: dlq::Sent,
     summary: Summary,
 }
 
@@ -587,8 +675,6 @@ impl Loop<'_> {
             .insert((record.topic.clone(), record.partition), false);
         self.count_in(&record);
         if let Applied::Dead { error } = self.state.apply(&record) {
-            // TODO(committed offsets for the whole-topic readers): a restart sends these
-            // dead letters again; their source offset header tells the repeats apart.
             self.dead_letter(&record, &error).await?;
         }
         self.last_input = Instant::now();
@@ -621,6 +707,19 @@ impl Loop<'_> {
     }
 
     async fn dead_letter(&mut self, record: &InRecord, error: &str) -> Result<(), BusError> {
+        // The whole-topic readers meet every poison record again on each start, and a Central
+        // record is read again when its dead letter went out but its offset was not committed.
+        if self.sent_letters.contains(record) {
+            debug!(
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                "Undecodable record read again; its dead letter is already on the topic."
+            );
+            self.summary.dead_letters_known += 1;
+            return Ok(());
+        }
+
         warn!(
             topic = %record.topic,
             partition = record.partition,
@@ -632,6 +731,7 @@ impl Loop<'_> {
         let mut in_flight = InFlight::new(1);
         in_flight.send(&self.bus, letter).await?;
         in_flight.finish().await?;
+        self.sent_letters.note_sent(record);
         self.summary.dead_letters += 1;
         self.metrics.add(
             "lastseen_dead_letters_total",

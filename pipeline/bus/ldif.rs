@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::records::{AdChange, ChangeOp, ObjectKind};
+use crate::ad::changes::{ChangeRecord, Op};
+use crate::ad::object::ObjectKind;
 use crate::inputs::dn;
 
 /// Attributes whose values are binary whatever their bytes, as `collect ad` writes them.
@@ -28,7 +29,7 @@ pub struct EntryProblem {
 /// What an export turned into.
 #[derive(Debug, Default)]
 pub struct ExportChanges {
-    pub changes: Vec<AdChange>,
+    pub changes: Vec<ChangeRecord>,
     pub problems: Vec<EntryProblem>,
     /// Entries that are not computers, users or groups (OUs, containers).
     pub passed_over: usize,
@@ -139,20 +140,11 @@ fn entry_to_change(lines: &[&str], first_line: usize, out: &mut ExportChanges) {
             .push(problem(None, "the entry has no dn line".into()));
     };
 
-    let has_class = |class: &str| {
-        attributes
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("objectClass"))
-            .flat_map(|(_, values)| values)
-            .any(|value| value.eq_ignore_ascii_case(class))
-    };
-    let kind = if has_class("computer") {
-        ObjectKind::Computer
-    } else if has_class("group") {
-        ObjectKind::Group
-    } else if has_class("user") {
-        ObjectKind::User
-    } else {
+    let classes = attributes
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("objectClass"))
+        .flat_map(|(_, values)| values);
+    let Some(kind) = ObjectKind::from_classes(classes) else {
         out.passed_over += 1;
         return;
     };
@@ -163,7 +155,7 @@ fn entry_to_change(lines: &[&str], first_line: usize, out: &mut ExportChanges) {
         .and_then(|(_, values)| values.first())
         .and_then(|value| BASE64.decode(value).ok());
     let object_guid = match guid.as_deref().map(<[u8; 16]>::try_from) {
-        Some(Ok(bytes)) => uuid::Uuid::from_bytes_le(bytes).hyphenated().to_string(),
+        Some(Ok(bytes)) => uuid::Uuid::from_bytes_le(bytes),
         Some(Err(_)) => {
             return out.problems.push(problem(
                 Some("objectGUID"),
@@ -195,12 +187,8 @@ fn entry_to_change(lines: &[&str], first_line: usize, out: &mut ExportChanges) {
         .and_then(|(_, values)| values.first())
         .is_some_and(|value| value.eq_ignore_ascii_case("true"));
 
-    out.changes.push(AdChange {
-        op: if deleted {
-            ChangeOp::Delete
-        } else {
-            ChangeOp::Upsert
-        },
+    out.changes.push(ChangeRecord {
+        op: if deleted { Op::Delete } else { Op::Upsert },
         kind,
         object_guid,
         domain,
@@ -268,9 +256,12 @@ mod tests {
         assert_eq!(out.changes.len(), 1);
 
         let change = &out.changes[0];
-        assert_eq!(change.op, ChangeOp::Upsert);
+        assert_eq!(change.op, Op::Upsert);
         assert_eq!(change.kind, ObjectKind::Computer);
-        assert_eq!(change.object_guid, "03020100-0504-0706-0809-0a0b0c0d0e0f");
+        assert_eq!(
+            change.object_guid.to_string(),
+            "03020100-0504-0706-0809-0a0b0c0d0e0f"
+        );
         assert_eq!(change.domain, "corp.example.test");
         assert_eq!(change.usn_changed, 42);
         let attributes = change.attributes.as_ref().unwrap();
@@ -317,7 +308,7 @@ mod tests {
         let text = "dn: CN=PC2\\0ADEL:x,CN=Deleted Objects,DC=lab,DC=test\nobjectClass: computer\n\
                     objectGUID:: AAECAwQFBgcICQoLDA0ODw==\nisDeleted: TRUE\n";
         let out = export_to_changes(text);
-        assert_eq!(out.changes[0].op, ChangeOp::Delete);
+        assert_eq!(out.changes[0].op, Op::Delete);
         assert_eq!(out.changes[0].attributes, None);
         assert_eq!(out.changes[0].domain, "lab.test");
     }

@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use config::KafkaConfig;
+pub use config::{Destination, KafkaConfig};
 
 /// The names of lastseen's topics under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,11 +21,12 @@ use tracing::{info, warn};
 
 use super::records::{CentralRecordType, EndpointRecord, SnapshotComplete, encode_marker};
 use super::{Bus, BusError, InFlight, OutRecord, Topics, ldif};
+use crate::ad::changes::ChangeRecord;
 use crate::inputs::central::{MANIFEST_FILE, TENANTS_FILE};
 use crate::inputs::{InputError, InputPlan, Source};
 
 /// Records awaiting acknowledgement at once; enough to keep the producer's batches full.
-const IN_FLIGHT: usize = 50_000;
+pub const IN_FLIGHT: usize = 50_000;
 
 /// The namespace of snapshot ids derived from a manifest.
 const SNAPSHOT_NAMESPACE: uuid::Uuid =
@@ -133,6 +134,27 @@ pub async fn publish<B: Bus>(
     Ok(out.published)
 }
 
+/// Puts AD change records onto the AD topic and waits until the broker acknowledged every
+/// one; the count sent. `collect ad --to kafka` saves its USN state only after this returns.
+pub async fn publish_changes<B: Bus>(
+    bus: &B,
+    topic: &str,
+    changes: &[ChangeRecord],
+) -> Result<u64, BusError> {
+    let mut in_flight = InFlight::new(IN_FLIGHT);
+    for change in changes {
+        in_flight.send(bus, change_record(topic, change)).await?;
+    }
+    in_flight.finish().await
+}
+
+/// The record of one AD change, keyed by its domain so that a domain's changes stay in order
+/// on one partition.
+pub fn change_record(topic: &str, change: &ChangeRecord) -> OutRecord {
+    let payload = serde_json::to_vec(change).unwrap_or_default();
+    OutRecord::new(topic, Some(&change.domain), payload)
+}
+
 struct Publisher<'a, B> {
     bus: &'a B,
     topics: &'a Topics,
@@ -143,7 +165,11 @@ struct Publisher<'a, B> {
 
 impl<B: Bus> Publisher<'_, B> {
     async fn send(&mut self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
-        let record = OutRecord::new(topic, Some(key), payload);
+        self.send_record(OutRecord::new(topic, Some(key), payload))
+            .await
+    }
+
+    async fn send_record(&mut self, record: OutRecord) -> Result<(), BusError> {
         self.in_flight.send(self.bus, record).await?;
         self.progress.inc(1);
         Ok(())
@@ -175,8 +201,7 @@ impl<B: Bus> Publisher<'_, B> {
             });
         }
         for change in export.changes {
-            let payload = serde_json::to_vec(&change).unwrap_or_default();
-            self.send(&self.topics.ad.clone(), &change.domain, payload)
+            self.send_record(change_record(&self.topics.ad, &change))
                 .await?;
             self.published.ad_changes += 1;
         }
@@ -285,8 +310,9 @@ impl<B: Bus> Publisher<'_, B> {
 }
 
 /// The same tenant and collection time always give the same snapshot id, so publishing the
-/// same folder twice repeats one snapshot rather than making two.
-fn snapshot_id(tenant_id: &str, collected_at: &str) -> String {
+/// same folder twice repeats one snapshot rather than making two, and a folder that `collect
+/// central` wrote gives the ids its collection straight to Kafka would have.
+pub fn snapshot_id(tenant_id: &str, collected_at: &str) -> String {
     let name = format!("{tenant_id}\n{collected_at}");
     uuid::Uuid::new_v5(&SNAPSHOT_NAMESPACE, name.as_bytes()).to_string()
 }

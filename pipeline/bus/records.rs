@@ -6,10 +6,10 @@
 //! decodes, and the readers of `inputs` reject it exactly as `lastseen run` would. Only a
 //! record whose envelope cannot be read goes to the dead-letter topic.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::ad::changes::{ChangeRecord, Op};
 
 /// The `type` of a record on the Central topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,60 +127,25 @@ pub fn encode_marker(marker: &SnapshotComplete) -> Vec<u8> {
     serde_json::to_vec(&tagged).unwrap_or_default()
 }
 
-/// What an AD change does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeOp {
-    Upsert,
-    Delete,
-}
-
-/// Which kind of object an AD change is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ObjectKind {
-    Computer,
-    User,
-    Group,
-}
-
-/// One AD change record (`schemas/ad-change.schema.json`): the object as it is now, or its
-/// removal. Binary values sit base64 under a name ending in `;binary`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdChange {
-    pub op: ChangeOp,
-    pub kind: ObjectKind,
-    pub object_guid: String,
-    pub domain: String,
-    pub dn: String,
-    pub usn_changed: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<BTreeMap<String, Vec<String>>>,
-}
-
-/// Decodes an AD change, or says what is wrong with it.
-pub fn decode_ad(payload: &[u8]) -> Result<AdChange, String> {
+/// Decodes an AD change record (`schemas/ad-change.schema.json`, the records `collect ad`
+/// writes), or says what is wrong with it.
+pub fn decode_ad(payload: &[u8]) -> Result<ChangeRecord, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(payload);
-    let change: AdChange = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            format!("not an AD change record: {}", e.into_inner())
-        } else {
-            format!("field {path}: {}", e.into_inner())
-        }
-    })?;
+    let change: ChangeRecord =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                format!("not an AD change record: {}", e.into_inner())
+            } else {
+                format!("field {path}: {}", e.into_inner())
+            }
+        })?;
 
-    if uuid::Uuid::parse_str(&change.object_guid).is_err() {
-        return Err(format!(
-            "field object_guid: {:?} is not a GUID",
-            change.object_guid
-        ));
-    }
     if change.dn.trim().is_empty() {
         return Err("field dn: empty".into());
     }
     match (change.op, &change.attributes) {
-        (ChangeOp::Upsert, None) => Err("field attributes: an upsert needs them".into()),
+        (Op::Upsert, None) => Err("field attributes: an upsert needs them".into()),
         _ => Ok(change),
     }
 }
@@ -273,7 +238,11 @@ mod tests {
             "dn":"CN=PC1,DC=corp,DC=example,DC=test","usn_changed":7,
             "attributes":{"cn":["PC1"]}}"#;
         let change = decode_ad(good).unwrap();
-        assert_eq!(change.kind, ObjectKind::Computer);
+        assert_eq!(change.kind, crate::ad::object::ObjectKind::Computer);
+        assert_eq!(
+            change.object_guid.to_string(),
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+        );
         assert_eq!(change.attributes.unwrap()["cn"], ["PC1"]);
 
         let error = decode_ad(br#"{"op":"rename","kind":"computer"}"#).unwrap_err();

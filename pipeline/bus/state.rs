@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
-use super::records::{self, CentralRecord, ChangeOp, ObjectKind, SnapshotComplete};
+use super::records::{self, CentralRecord, SnapshotComplete};
 use super::{InRecord, Topics, ldif};
+use crate::ad::changes::Op;
+use crate::ad::object::ObjectKind;
 use crate::inputs::{self, Estate, InputError, InputKind, Reject, Source};
 
 /// LDIF rendered per source handed to the reader, so that it parses on all cores.
@@ -112,7 +114,7 @@ struct DirectoryObject {
 pub struct State {
     topics: Topics,
     tenants: HashMap<String, TenantState>,
-    directory: HashMap<String, DirectoryObject>,
+    directory: HashMap<uuid::Uuid, DirectoryObject>,
     actions: Vec<Box<str>>,
     /// Dead letters that no tenant can own: they make every decision a manual review.
     dead_letters: Vec<Reject>,
@@ -193,7 +195,7 @@ impl State {
     fn apply_ad(&mut self, payload: &[u8]) -> Result<Applied, String> {
         let change = records::decode_ad(payload)?;
         match (change.op, change.attributes) {
-            (ChangeOp::Upsert, Some(attributes)) => {
+            (Op::Upsert, Some(attributes)) => {
                 let ldif = ldif::render_entry(&change.dn, &attributes).into_boxed_str();
                 let object = DirectoryObject {
                     kind: change.kind,
@@ -331,7 +333,7 @@ impl State {
 
     /// The directory as LDIF, cut into sources of a few megabytes.
     fn ldif_sources(&self) -> Vec<Source> {
-        let mut objects: Vec<(&String, &DirectoryObject)> = self.directory.iter().collect();
+        let mut objects: Vec<(&uuid::Uuid, &DirectoryObject)> = self.directory.iter().collect();
         objects.sort_by_key(|(guid, _)| *guid);
 
         let mut sources = Vec::new();

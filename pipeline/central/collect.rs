@@ -4,7 +4,8 @@
 //! at once; each page is handed to a [`PageSink`] as it arrives, framed by a begin and an end
 //! call per tenant. The end call carries the snapshot-complete marker: either every page was
 //! delivered, or the error that stopped the tenant. [`FileSink`] writes the folder tree that
-//! `lastseen run` reads; a Kafka sink can publish each endpoint as its page arrives.
+//! `lastseen run` reads; [`KafkaSink`] publishes each endpoint onto the Central topic as its
+//! page arrives (`--to kafka`).
 //!
 //! One tenant's failure (a 403, retries running out) never stops the others: its manifest says
 //! `complete: false` with the error, `run` refuses to delete for it, and the exit status is 2.
@@ -24,6 +25,9 @@ use tracing::{debug, error, info, warn};
 
 use super::CentralConfig;
 use super::client::{CentralClient, CentralError, EndpointPage, EndpointQuery, TenantTarget};
+use super::kafka_sink::KafkaSink;
+use crate::bus::kafka::KafkaBus;
+use crate::bus::{Destination, KafkaConfig};
 use crate::config::Config;
 
 /// The manifest's file name in each tenant folder.
@@ -45,6 +49,20 @@ pub struct CentralCollectArgs {
     /// Tenants collected at once, instead of `central.concurrency` (default 4).
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
+
+    /// Where the pages go. `files` (the default): a folder per tenant that `lastseen run`
+    /// reads. `kafka`: each endpoint as a record on `<prefix>.central.endpoints`, keyed by
+    /// tenant id, each tenant closed by a snapshot-complete marker (`complete: false` with the
+    /// error when the tenant failed), as `lastseen publish` would put the folder there. Kafka
+    /// settings come from the config's [kafka] section, --brokers or LASTSEEN_KAFKA_BROKERS;
+    /// a record the brokers do not acknowledge fails the command.
+    #[arg(long, value_enum, default_value_t, value_name = "WHERE")]
+    pub to: Destination,
+
+    /// With --to kafka: bootstrap brokers (host:port, comma-separated), instead of the
+    /// config's.
+    #[arg(long, env = "LASTSEEN_KAFKA_BROKERS", value_delimiter = ',')]
+    pub brokers: Vec<String>,
 }
 
 /// Why a collection stopped as a whole (as opposed to one tenant failing).
@@ -74,6 +92,16 @@ pub struct TenantSnapshot {
     pub tenant_id: String,
     pub tenant_name: Option<String>,
     pub collected_at: DateTime<Utc>,
+}
+
+impl TenantSnapshot {
+    /// `collected_at` as the manifest and the Central topic's records write it (RFC 3339, UTC,
+    /// milliseconds), so that a folder published later gives the snapshot the same id as a
+    /// collection straight to Kafka.
+    pub fn collected_at_text(&self) -> String {
+        self.collected_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
 }
 
 /// How a tenant's snapshot ended.
@@ -133,9 +161,7 @@ impl Manifest {
         Manifest {
             tenant_id: tenant.tenant_id.clone(),
             tenant_name: tenant.tenant_name.clone(),
-            collected_at: tenant
-                .collected_at
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            collected_at: tenant.collected_at_text(),
             pages: outcome.pages,
             endpoints: outcome.endpoints,
             complete: outcome.error.is_none(),
@@ -449,7 +475,7 @@ pub async fn collect<S: PageSink>(
                     name = snapshot.tenant_name.as_deref().unwrap_or(""),
                     pages = outcome.pages,
                     error = %problem,
-                    "Tenant not collected completely; its manifest says incomplete."
+                    "Tenant not collected completely; its snapshot is marked incomplete."
                 );
             }
             progress.bar.inc(1);
@@ -518,51 +544,78 @@ async fn collect_tenant<S: PageSink>(
 
 /// `lastseen collect central`: 0 when every tenant is complete, 2 when some failed.
 pub async fn run(args: CentralCollectArgs) -> anyhow::Result<ExitCode> {
-    let (mut central, first_input) = match &args.config {
-        Some(path) => {
-            let config = Config::load(path)?;
-            (
-                config.central.unwrap_or_default(),
-                config.inputs.central.first().cloned(),
-            )
-        }
-        None => (CentralConfig::default(), None),
+    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let (mut central, first_input, kafka_section) = match config {
+        Some(config) => (
+            config.central.unwrap_or_default(),
+            config.inputs.central.first().cloned(),
+            config.kafka,
+        ),
+        None => (CentralConfig::default(), None, None),
     };
     if let Some(concurrency) = args.concurrency {
         central.concurrency = concurrency;
     }
     central.check().map_err(anyhow::Error::msg)?;
 
-    let out = args
-        .out
-        .or(central.out.clone())
-        .or(first_input)
-        .ok_or_else(|| {
-            anyhow::anyhow!("no output folder: give --out, central.out or inputs.central")
-        })?;
     let settings = central
         .client_settings(&|name| std::env::var(name).ok())
         .map_err(anyhow::Error::msg)?;
     let client = CentralClient::new(settings)?;
-    let sink = FileSink::new(&out);
-
-    info!(
-        out = %out.display(),
-        concurrency = central.concurrency,
-        page_size = central.page_size,
-        filters = central.filters.len(),
-        "Collecting Central endpoints."
-    );
+    let query = central.endpoint_query();
     let progress = Progress::for_terminal();
-    let report = collect(
-        &client,
-        &sink,
-        &central.endpoint_query(),
-        central.concurrency,
-        &progress,
-    )
-    .await?;
-    print_summary(&report, &out);
+
+    let report = match args.to {
+        Destination::Files => {
+            let out = args
+                .out
+                .or(central.out.clone())
+                .or(first_input)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no output folder: give --out, central.out or inputs.central")
+                })?;
+            info!(
+                out = %out.display(),
+                concurrency = central.concurrency,
+                page_size = central.page_size,
+                filters = central.filters.len(),
+                "Collecting Central endpoints."
+            );
+            let sink = FileSink::new(&out);
+            let report = collect(&client, &sink, &query, central.concurrency, &progress).await?;
+            print_summary(&report, &out.display().to_string());
+            report
+        }
+        Destination::Kafka => {
+            if let Some(out) = &args.out {
+                anyhow::bail!(
+                    "--out {} names a folder, but --to kafka writes no files",
+                    out.display()
+                );
+            }
+            let kafka = KafkaConfig::resolve(kafka_section.as_ref(), &args.brokers)
+                .map_err(anyhow::Error::msg)?;
+            let topic = kafka.topics().central;
+            info!(
+                topic = %topic,
+                brokers = %kafka.bootstrap(),
+                concurrency = central.concurrency,
+                page_size = central.page_size,
+                filters = central.filters.len(),
+                "Collecting Central endpoints onto Kafka."
+            );
+
+            let bus = KafkaBus::new(&kafka)?;
+            let sink = KafkaSink::new(&bus, &topic, &format!("Kafka at {}", kafka.bootstrap()));
+            let report = collect(&client, &sink, &query, central.concurrency, &progress).await?;
+            let records = sink.finish().await?;
+            print_summary(
+                &report,
+                &format!("{topic} ({records} records acknowledged)"),
+            );
+            report
+        }
+    };
 
     Ok(if report.is_complete() {
         ExitCode::SUCCESS
@@ -571,7 +624,8 @@ pub async fn run(args: CentralCollectArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_summary(report: &CollectReport, out: &Path) {
+/// The closing lines on standard error; `out` says where the pages went.
+fn print_summary(report: &CollectReport, out: &str) {
     let seconds = report.elapsed.as_secs_f64().max(1e-9);
     let failed: Vec<&TenantReport> = report.failed().collect();
     info!(
@@ -589,7 +643,7 @@ fn print_summary(report: &CollectReport, out: &Path) {
         report.pages(),
         report.tenants.len() - failed.len(),
         report.tenants.len(),
-        out.display(),
+        out,
         seconds,
         report.endpoints() as f64 / seconds,
     );

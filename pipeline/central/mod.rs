@@ -5,7 +5,8 @@
 //!   protection) with retries and token refresh.
 //! - [`collect`] walks every reachable tenant concurrently and hands each page to a
 //!   [`PageSink`](collect::PageSink); [`FileSink`](collect::FileSink) writes the folder tree
-//!   `run` reads, with a manifest per tenant that says whether its snapshot is complete.
+//!   `run` reads, with a manifest per tenant that says whether its snapshot is complete, and
+//!   [`KafkaSink`](kafka_sink::KafkaSink) publishes the same snapshots onto the Central topic.
 //! - [`simulator`] serves an estate of recorded or generated pages as the Central API on
 //!   127.0.0.1, with faults on demand.
 //! - [`model`] holds the tolerant serde shapes.
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod collect;
+pub mod kafka_sink;
 pub mod model;
 pub mod simulator;
 

@@ -167,6 +167,15 @@ impl Tenant {
         format!("DC=t{:04},DC=example,DC=test", self.index + 1)
     }
 
+    /// The objectGUID of a directory object that draws none from the random stream (OUs,
+    /// users, groups): derived from the tenant and the DN, so the same seed gives the same
+    /// GUID, and drawing it leaves the computers and endpoints as they were. In the bytes
+    /// order AD sends, so that it decodes back to the same UUID.
+    fn object_guid(&self, dn: &str) -> [u8; 16] {
+        let namespace = uuid::Uuid::parse_str(&self.id).unwrap_or_default();
+        uuid::Uuid::new_v5(&namespace, dn.as_bytes()).to_bytes_le()
+    }
+
     fn listing(&self) -> serde_json::Value {
         let regions = ["eu01", "eu02", "us01", "us03"];
         serde_json::json!({
@@ -532,9 +541,12 @@ fn write_directory(
         "OU=Groups",
     ] {
         let name = ou.split(',').next().unwrap_or(ou).trim_start_matches("OU=");
+        let dn = format!("{ou},{base}");
+        let guid = BASE64.encode(tenant.object_guid(&dn));
         writeln!(
             sink,
-            "dn: {ou},{base}\nobjectClass: top\nobjectClass: organizationalUnit\nou: {name}\n"
+            "dn: {dn}\nobjectClass: top\nobjectClass: organizationalUnit\nou: {name}\n\
+             objectGUID:: {guid}\n"
         )?;
     }
 
@@ -589,7 +601,8 @@ fn write_directory(
 
     // The first users are the VIPs: half in Board (two levels down), half in Executives.
     for user in 0..users {
-        writeln!(sink, "dn: CN=User {user:06},OU=Users,{base}")?;
+        let dn = format!("CN=User {user:06},OU=Users,{base}");
+        writeln!(sink, "dn: {dn}")?;
         writeln!(
             sink,
             "objectClass: top\nobjectClass: person\nobjectClass: organizationalPerson"
@@ -598,14 +611,22 @@ fn write_directory(
             sink,
             "objectClass: user\ncn: User {user:06}\nsAMAccountName: user{user:06}"
         )?;
+        writeln!(
+            sink,
+            "objectGUID:: {}",
+            BASE64.encode(tenant.object_guid(&dn))
+        )?;
         writeln!(sink, "userPrincipalName: user{user:06}@{}\n", tenant.dns())?;
     }
     let group = |sink: &mut dyn Write, name: &str, members: &mut dyn Iterator<Item = String>| {
+        let dn = format!("CN={name},OU=Groups,{base}");
+        writeln!(sink, "dn: {dn}\nobjectClass: top\nobjectClass: group")?;
+        writeln!(sink, "cn: {name}")?;
         writeln!(
             sink,
-            "dn: CN={name},OU=Groups,{base}\nobjectClass: top\nobjectClass: group"
+            "objectGUID:: {}",
+            BASE64.encode(tenant.object_guid(&dn))
         )?;
-        writeln!(sink, "cn: {name}")?;
         for member in members {
             writeln!(sink, "member: {member}")?;
         }
@@ -722,6 +743,47 @@ mod tests {
             let b = std::fs::read(second.path().join(file)).unwrap();
             assert!(a == b, "{file} differs between two runs with one seed");
         }
+    }
+
+    /// `publish` keys change records by objectGUID and refuses entries without one, so every
+    /// entry written carries one, unique in its domain and the same on every run.
+    #[tokio::test]
+    async fn every_directory_entry_has_a_stable_guid_and_publishes() {
+        let out = tempfile::tempdir().unwrap();
+        let options = Options {
+            endpoints: 300,
+            tenants: 2,
+            seed: 3,
+        };
+        write(out.path(), &options).unwrap();
+
+        let text = std::fs::read_to_string(out.path().join("ad/t0001.ldif")).unwrap();
+        let entries = text.matches("\ndn: ").count() + usize::from(text.starts_with("dn: "));
+        let guids: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("objectGUID:: "))
+            .collect();
+        assert_eq!(entries, 5 + 147 + 15 + 3, "OUs, computers, users, groups");
+        assert_eq!(guids.len(), entries, "one GUID per entry, none shared");
+
+        let tenant = Tenant::new(&options, 0);
+        let board = tenant.object_guid("CN=Board,OU=Groups,DC=t0001,DC=example,DC=test");
+        assert!(guids.contains(BASE64.encode(board).as_str()));
+
+        let bus = crate::bus::memory::MemoryBus::new();
+        let topics = crate::bus::Topics::new("lastseen");
+        let config = out.path().join("lastseen.toml");
+        let (_, plan) = crate::run::Setup::from_arg(Some(config)).load().unwrap();
+        let published = crate::bus::publish::publish(&bus, &topics, &plan)
+            .await
+            .unwrap();
+        assert!(
+            published.unpublished.is_empty(),
+            "{:?}",
+            &published.unpublished[..published.unpublished.len().min(3)]
+        );
+        assert_eq!(published.ad_changes, 2 * (147 + 15 + 3));
+        assert_eq!(published.passed_over, 2 * 5);
     }
 
     #[test]

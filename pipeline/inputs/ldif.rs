@@ -20,6 +20,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rayon::prelude::*;
 
 use super::{InputError, InputKind, Reject, Source, dn, schema, time};
+use crate::ad::object::ObjectKind;
 
 /// Bytes read per block before it is cut at the last entry boundary.
 const BLOCK_BYTES: usize = 2 << 20;
@@ -266,18 +267,8 @@ impl BlockTables {
     }
 
     fn add(&mut self, entry: &Entry<'_>) -> Result<(), EntryError> {
-        let has_class = |name: &str| entry.classes.iter().any(|c| c.eq_ignore_ascii_case(name));
-        let kind = if entry.is_deleted {
-            None
-        } else if has_class("computer") {
-            Some(Kind::Computer)
-        } else if has_class("group") {
-            Some(Kind::Group)
-        } else if has_class("user") {
-            Some(Kind::User)
-        } else {
-            None
-        };
+        let classes = entry.classes.iter().map(|class| class.as_bytes());
+        let kind = ObjectKind::from_classes(classes).filter(|_| !entry.is_deleted);
         let Some(kind) = kind else {
             self.passed_over += 1;
             return Ok(());
@@ -303,12 +294,12 @@ impl BlockTables {
         }
 
         match kind {
-            Kind::Computer => {
+            ObjectKind::Computer => {
                 let names = (dn_norm.as_str(), domain.as_deref(), parts.first_value);
                 self.computers.append(entry, names, guid)?
             }
-            Kind::User => self.users.append(entry, &dn_norm, domain.as_deref(), guid),
-            Kind::Group => self.groups.append(entry, &dn_norm, domain.as_deref(), guid),
+            ObjectKind::User => self.users.append(entry, &dn_norm, domain.as_deref(), guid),
+            ObjectKind::Group => self.groups.append(entry, &dn_norm, domain.as_deref(), guid),
         }
         for (group, member) in memberships {
             self.memberships.group_dn_norm.append_value(group);
@@ -316,12 +307,6 @@ impl BlockTables {
         }
         Ok(())
     }
-}
-
-enum Kind {
-    Computer,
-    User,
-    Group,
 }
 
 /// Drops a leading `version:` line and comment lines (with their folded continuations).
