@@ -288,9 +288,11 @@ mod tests {
             .await
             .unwrap();
 
-        let records = |bus: &MemoryBus| -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
-            let records = bus.records("p.central.endpoints");
-            records.into_iter().map(|r| (r.key, r.payload)).collect()
+        // Key and payload of each record, as text.
+        let records = |bus: &MemoryBus| -> Vec<(String, String)> {
+            let text = |bytes: Option<Vec<u8>>| String::from_utf8(bytes.unwrap()).unwrap();
+            let records = bus.records("p.central.endpoints").into_iter();
+            records.map(|r| (text(r.key), text(r.payload))).collect()
         };
         assert_eq!(records(&direct).len(), 4);
         assert_eq!(records(&direct), records(&later));
