@@ -429,9 +429,12 @@ pub async fn run(
         }
 
         // Correlate when input has settled after a snapshot, or when the interval is up.
+        // While state is rebuilt from the topics at start, a pause in the input is only the
+        // broker catching up with a reader that asked for a lot: the first correlation waits
+        // until every topic was read to its end once, so a rebuild costs one correlation.
         let settled = looper.last_input.elapsed() >= settle;
         let due = looper.last_correlation.elapsed() >= interval;
-        if (settled && !looper.dirty.is_empty()) || due {
+        if (settled && looper.caught_up_once && !looper.dirty.is_empty()) || due {
             if looper.whole_caught_up() {
                 let tenants = if due {
                     None
