@@ -2,6 +2,8 @@
 //! `lastseen collect central`, then correlated with `lastseen run` against the demo LDIF. The
 //! candidates must be the reviewed ones in `fixtures/expected/`, however the pages were cut.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,37 +13,9 @@ use serde_json::Value;
 
 const FIELD_SERVICES: &str = "9e3c7a15-4b2f-4d8e-a6c0-1f5e9b3d7a22";
 
-fn demo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
-}
-
-/// The demo config with its inputs made absolute, `inputs.central` pointing at the collection
-/// folder, and a `[central]` section for the simulator.
+/// The demo config for a collection, with a `[central]` section for the simulator.
 fn write_config(dir: &Path, sim: &Simulator) -> PathBuf {
-    let text = std::fs::read_to_string(demo().join("lastseen.toml")).unwrap();
-    let mut config: toml::Table = toml::from_str(&text).unwrap();
-
-    let inputs = config["inputs"].as_table_mut().unwrap();
-    inputs.insert(
-        "central".into(),
-        toml::Value::Array(vec!["collected".into()]),
-    );
-    let ldif = inputs["ldif"].as_array().unwrap().iter();
-    let ldif: Vec<toml::Value> = ldif
-        .map(|path| {
-            demo()
-                .join(path.as_str().unwrap())
-                .display()
-                .to_string()
-                .into()
-        })
-        .collect();
-    inputs.insert("ldif".into(), toml::Value::Array(ldif));
-    let actions = demo().join(inputs["actions"].as_str().unwrap());
-    inputs.insert("actions".into(), actions.display().to_string().into());
-
-    let output = config["output"].as_table_mut().unwrap();
-    output.insert("path".into(), "candidates.jsonl".into());
+    let mut config = common::demo_config_for_collection();
 
     std::fs::write(dir.join("secret"), "simulator-secret").unwrap();
     let central: toml::Table = toml::from_str(&format!(
@@ -87,7 +61,7 @@ fn candidates(text: &str) -> BTreeSet<String> {
 }
 
 async fn collect_and_run(faults: Faults) -> (Output, Output, PathBuf, tempfile::TempDir) {
-    let estate = Estate::load(&demo()).unwrap();
+    let estate = Estate::load(&common::demo()).unwrap();
     assert_eq!(estate.tenants.len(), 3);
     assert_eq!(estate.endpoint_count(), 51);
     let config = SimulatorConfig {

@@ -22,40 +22,10 @@ use serde_json::Value;
 
 const FIELD_SERVICES: &str = "9e3c7a15-4b2f-4d8e-a6c0-1f5e9b3d7a22";
 
-fn demo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
-}
-
-/// The demo config with absolute inputs, `inputs.central` at `collected/`, a `[central]`
-/// section for the simulator and a `[kafka]` section for the test's broker and topics.
+/// The demo config for a collection, with a `[central]` section for the simulator and a
+/// `[kafka]` section for the test's broker and topics.
 fn write_config(dir: &Path, sim: &Simulator, kafka: &KafkaConfig, librdkafka: &str) -> PathBuf {
-    let text = std::fs::read_to_string(demo().join("lastseen.toml")).unwrap();
-    let mut config: toml::Table = toml::from_str(&text).unwrap();
-
-    let inputs = config["inputs"].as_table_mut().unwrap();
-    inputs.insert(
-        "central".into(),
-        vec![toml::Value::from("collected")].into(),
-    );
-    let ldif: Vec<toml::Value> = inputs["ldif"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|path| {
-            demo()
-                .join(path.as_str().unwrap())
-                .display()
-                .to_string()
-                .into()
-        })
-        .collect();
-    inputs.insert("ldif".into(), ldif.into());
-    let actions = demo().join(inputs["actions"].as_str().unwrap());
-    inputs.insert("actions".into(), actions.display().to_string().into());
-    config["output"]
-        .as_table_mut()
-        .unwrap()
-        .insert("path".into(), "candidates.jsonl".into());
+    let mut config = common::demo_config_for_collection();
 
     // Pages of 7 where the fixture has 20 and 50, so tenants span several pages.
     std::fs::write(dir.join("secret"), "simulator-secret").unwrap();
@@ -110,7 +80,7 @@ fn stderr(output: &Output) -> String {
 }
 
 async fn demo_simulator(faults: Faults) -> Simulator {
-    let estate = Estate::load(&demo()).unwrap();
+    let estate = Estate::load(&common::demo()).unwrap();
     let config = SimulatorConfig {
         faults,
         ..SimulatorConfig::default()

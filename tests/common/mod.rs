@@ -1,10 +1,11 @@
 //! Helpers shared by the directory tests: the test DC's address from the environment that
-//! `tests/services/samba.sh up` prints, configs pointing at it, and small LDIF readers.
+//! `tests/services/samba.sh up` prints, configs pointing at it, and small LDIF readers; and
+//! the demo config rewritten for tests that collect the demo estate themselves.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -150,4 +151,43 @@ pub fn texts(object: &AdObject, name: &str) -> Vec<String> {
         .iter()
         .map(|value| String::from_utf8(value.clone()).unwrap())
         .collect()
+}
+
+/// The demo estate in the repository.
+pub fn demo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
+}
+
+/// The demo config with its LDIF exports and action log as absolute paths, `inputs.central`
+/// at the relative folder `collected` and the output at `candidates.jsonl`, for a test that
+/// writes it into a folder of its own and collects the Central side there.
+pub fn demo_config_for_collection() -> toml::Table {
+    let text = std::fs::read_to_string(demo().join("lastseen.toml")).unwrap();
+    let mut config: toml::Table = toml::from_str(&text).unwrap();
+
+    let inputs = config["inputs"].as_table_mut().unwrap();
+    inputs.insert(
+        "central".into(),
+        vec![toml::Value::from("collected")].into(),
+    );
+    let absolute = |path: &toml::Value| -> toml::Value {
+        demo()
+            .join(path.as_str().unwrap())
+            .display()
+            .to_string()
+            .into()
+    };
+    let ldif: Vec<toml::Value> = inputs["ldif"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(absolute)
+        .collect();
+    inputs.insert("ldif".into(), ldif.into());
+    let actions = absolute(&inputs["actions"]);
+    inputs.insert("actions".into(), actions);
+
+    let output = config["output"].as_table_mut().unwrap();
+    output.insert("path".into(), "candidates.jsonl".into());
+    config
 }
