@@ -19,10 +19,23 @@ pub struct DnParts {
 
 /// Parses `dn` once for [`normalize`], [`domain_of`] and [`first_value`] together.
 pub fn analyze(dn: &str) -> Result<DnParts, String> {
-    match analyze_plain(dn) {
-        Some(parts) => Ok(parts),
-        None => analyze_any(dn),
-    }
+    let Some(canonical) = plain_canonical(dn) else {
+        return analyze_any(dn);
+    };
+
+    // A plain canonical DN has no escapes, so its commas and equals signs are all structure.
+    let rdns = canonical.split(',').filter_map(|rdn| rdn.split_once('='));
+    let first_value = rdns.clone().next().map(|(_, value)| value.to_owned());
+    let labels: Vec<&str> = rdns
+        .filter(|(attribute, _)| *attribute == "dc")
+        .map(|(_, value)| value)
+        .collect();
+    let domain = (!labels.is_empty()).then(|| labels.join("."));
+    Ok(DnParts {
+        canonical,
+        domain,
+        first_value,
+    })
 }
 
 /// [`analyze`] by the general parser, for any DN RFC 4514 allows.
@@ -40,10 +53,10 @@ fn analyze_any(dn: &str) -> Result<DnParts, String> {
 
 /// Parses `dn` and returns its canonical form, or why it does not parse.
 pub fn normalize(dn: &str) -> Result<String, String> {
-    if let Some(parts) = analyze_plain(dn) {
-        return Ok(parts.canonical);
+    match plain_canonical(dn) {
+        Some(canonical) => Ok(canonical),
+        None => Ok(canonical(&parse(dn)?, dn.len())),
     }
-    Ok(canonical(&parse(dn)?, dn.len()))
 }
 
 /// The common case without the general parser: an ASCII DN with no escapes, no quoting, no
@@ -51,7 +64,7 @@ pub fn normalize(dn: &str) -> Result<String, String> {
 /// lower-cased with the spaces around its names and values dropped. A million-entry export
 /// spends most of its DN time here. Anything else, including every DN that would be refused,
 /// is left to [`parse`] (`None`).
-fn analyze_plain(dn: &str) -> Option<DnParts> {
+fn plain_canonical(dn: &str) -> Option<String> {
     let special = |byte: &u8| matches!(byte, b'\\' | b'"' | b'+' | b';' | b'<' | b'>' | b'#');
     let dn = dn.trim();
     if dn.is_empty() || !dn.is_ascii() || dn.as_bytes().iter().any(special) {
@@ -59,8 +72,6 @@ fn analyze_plain(dn: &str) -> Option<DnParts> {
     }
 
     let mut canonical = String::with_capacity(dn.len());
-    let mut domain: Option<String> = None;
-    let mut first_value = None;
     for (index, rdn) in dn.split(',').enumerate() {
         let (attribute, value) = rdn.split_once('=')?;
         let attribute = attribute.trim();
@@ -78,29 +89,10 @@ fn analyze_plain(dn: &str) -> Option<DnParts> {
         let start = canonical.len();
         canonical.push_str(attribute);
         canonical.push('=');
-        let value_start = canonical.len();
         canonical.push_str(value);
         canonical[start..].make_ascii_lowercase();
-        let value = &canonical[value_start..];
-
-        if index == 0 {
-            first_value = Some(value.to_owned());
-        }
-        if attribute.eq_ignore_ascii_case("dc") {
-            match &mut domain {
-                Some(domain) => {
-                    domain.push('.');
-                    domain.push_str(value);
-                }
-                None => domain = Some(value.to_owned()),
-            }
-        }
     }
-    Some(DnParts {
-        canonical,
-        domain,
-        first_value,
-    })
+    Some(canonical)
 }
 
 fn canonical(rdns: &[Rdn], capacity: usize) -> String {
@@ -281,7 +273,7 @@ mod tests {
         ];
         for (dn, plain) in cases {
             assert_eq!(
-                analyze_plain(dn).is_some(),
+                plain_canonical(dn).is_some(),
                 plain,
                 "{dn:?}: shortcut or parser"
             );
