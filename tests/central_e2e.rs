@@ -13,26 +13,9 @@ use serde_json::Value;
 
 const FIELD_SERVICES: &str = "9e3c7a15-4b2f-4d8e-a6c0-1f5e9b3d7a22";
 
-/// The demo config for a collection, with a `[central]` section for the simulator.
+/// The demo config for a collection from the simulator.
 fn write_config(dir: &Path, sim: &Simulator) -> PathBuf {
-    let mut config = common::demo_config_for_collection();
-
-    std::fs::write(dir.join("secret"), "simulator-secret").unwrap();
-    let central: toml::Table = toml::from_str(&format!(
-        r#"
-        client_id = "lastseen-simulator"
-        client_secret_file = "secret"
-        auth_url = "{}"
-        global_url = "{}"
-        page_size = 7
-        retry_base_delay_ms = 5
-        "#,
-        sim.auth_url(),
-        sim.base_url()
-    ))
-    .unwrap();
-    config.insert("central".into(), toml::Value::Table(central));
-
+    let config = common::demo_config_for_simulator(dir, sim);
     let path = dir.join("lastseen.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     path

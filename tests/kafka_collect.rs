@@ -25,20 +25,9 @@ const FIELD_SERVICES: &str = "9e3c7a15-4b2f-4d8e-a6c0-1f5e9b3d7a22";
 /// The demo config for a collection, with a `[central]` section for the simulator and a
 /// `[kafka]` section for the test's broker and topics.
 fn write_config(dir: &Path, sim: &Simulator, kafka: &KafkaConfig, librdkafka: &str) -> PathBuf {
-    let mut config = common::demo_config_for_collection();
-
-    // Pages of 7 where the fixture has 20 and 50, so tenants span several pages.
-    std::fs::write(dir.join("secret"), "simulator-secret").unwrap();
+    let mut config = common::demo_config_for_simulator(dir, sim);
     let sections: toml::Table = toml::from_str(&format!(
         r#"
-        [central]
-        client_id = "lastseen-simulator"
-        client_secret_file = "secret"
-        auth_url = "{}"
-        global_url = "{}"
-        page_size = 7
-        retry_base_delay_ms = 5
-
         [kafka]
         brokers = {:?}
         topic_prefix = "{}"
@@ -46,10 +35,7 @@ fn write_config(dir: &Path, sim: &Simulator, kafka: &KafkaConfig, librdkafka: &s
         [kafka.librdkafka]
         {librdkafka}
         "#,
-        sim.auth_url(),
-        sim.base_url(),
-        kafka.brokers,
-        kafka.topic_prefix,
+        kafka.brokers, kafka.topic_prefix,
     ))
     .unwrap();
     config.extend(sections);

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use lastseen::ad::AdConfig;
 use lastseen::ad::object::AdObject;
+use lastseen::central::simulator::Simulator;
 
 pub const ESTATE: &str = "OU=Estate,DC=corp,DC=example,DC=test";
 pub const VIP_GROUP: &str = "CN=VIP-Executives,OU=Groups,OU=Estate,DC=corp,DC=example,DC=test";
@@ -159,9 +160,11 @@ pub fn demo() -> PathBuf {
 }
 
 /// The demo config with its LDIF exports and action log as absolute paths, `inputs.central`
-/// at the relative folder `collected` and the output at `candidates.jsonl`, for a test that
-/// writes it into a folder of its own and collects the Central side there.
-pub fn demo_config_for_collection() -> toml::Table {
+/// at the relative folder `collected`, the output at `candidates.jsonl`, and a `[central]`
+/// section for `sim` whose secret is written into `dir`, for a test that writes the config
+/// into `dir` and collects the Central side there. Pages of 7 where the fixture has 20 and
+/// 50, so tenants span several pages.
+pub fn demo_config_for_simulator(dir: &Path, sim: &Simulator) -> toml::Table {
     let text = std::fs::read_to_string(demo().join("lastseen.toml")).unwrap();
     let mut config: toml::Table = toml::from_str(&text).unwrap();
 
@@ -189,5 +192,21 @@ pub fn demo_config_for_collection() -> toml::Table {
 
     let output = config["output"].as_table_mut().unwrap();
     output.insert("path".into(), "candidates.jsonl".into());
+
+    std::fs::write(dir.join("secret"), "simulator-secret").unwrap();
+    let central: toml::Table = toml::from_str(&format!(
+        r#"
+        client_id = "lastseen-simulator"
+        client_secret_file = "secret"
+        auth_url = "{}"
+        global_url = "{}"
+        page_size = 7
+        retry_base_delay_ms = 5
+        "#,
+        sim.auth_url(),
+        sim.base_url()
+    ))
+    .unwrap();
+    config.insert("central".into(), toml::Value::Table(central));
     config
 }
